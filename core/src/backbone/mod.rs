@@ -1,0 +1,438 @@
+//! Frozen CNN backbones with named taps, a structured view of their convolutions, and forward
+//! passes that accept per-parameter overrides and module injection.
+
+mod graph;
+mod ops;
+mod resnet_cifar;
+mod spec;
+
+pub use graph::{is_bn_buffer, ConvDef, Unit, UnitDef, BN_PARAMS};
+pub use ops::{
+    argmax, batch_moments, batch_norm, conv2d, global_avg_pool, linear, updated_running_stats, BN_EPS, BN_MOMENTUM,
+};
+pub use spec::{Arch, BackboneSpec, InputSpec};
+
+use crate::error::{GraftError, Result};
+use crate::init::{kaiming_conv, linear_init, SeededRng};
+use crate::params::ParamMap;
+use candle_core::{DType, Device, Tensor};
+use std::collections::BTreeMap;
+
+/// What a method may change in a backbone's forward pass. Every default leaves the backbone as is.
+pub trait Hooks {
+    /// A replacement for the parameter `name` (weight override, e.g. `W ⊙ M`, or a trainable copy),
+    /// given its frozen value; `None` uses the frozen value.
+    fn param(&self, name: &str, frozen: &Tensor) -> Result<Option<Tensor>> {
+        let _ = (name, frozen);
+        Ok(None)
+    }
+
+    /// Whether the BatchNorm module `bn` (e.g. `layer1.0.bn1`) normalises with batch statistics
+    /// (training mode) instead of its running statistics.
+    fn bn_uses_batch_stats(&self, bn: &str) -> bool {
+        let _ = bn;
+        false
+    }
+
+    /// Replaces the output published at `tap` (module injection after a tap); the default keeps it.
+    fn tap_output(&self, tap: &str, x: Tensor) -> Result<Tensor> {
+        let _ = tap;
+        Ok(x)
+    }
+}
+
+/// The hooks of a plain frozen forward pass.
+pub struct NoHooks;
+impl Hooks for NoHooks {}
+
+/// Batch statistics a BatchNorm saw in training mode, for updating its running statistics.
+#[derive(Clone, Debug)]
+pub struct BnBatchStats {
+    /// BatchNorm module name.
+    pub bn: String,
+    /// Per-channel batch mean.
+    pub mean: Tensor,
+    /// Per-channel biased batch variance.
+    pub var: Tensor,
+    /// Values per channel the statistics were computed over (`n·h·w`).
+    pub count: usize,
+}
+
+/// The result of [`Backbone::run`].
+#[derive(Debug)]
+pub struct ForwardOutput {
+    /// Output of the last unit run.
+    pub output: Tensor,
+    /// The requested taps' outputs.
+    pub taps: BTreeMap<String, Tensor>,
+    /// Statistics of every BatchNorm that ran in training mode.
+    pub bn_stats: Vec<BnBatchStats>,
+}
+
+/// A tap: a named point of the forward pass whose output methods can read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TapInfo {
+    /// Tap name, e.g. `stage2.block0`.
+    pub name: String,
+    /// Channels (or features) of the output.
+    pub channels: usize,
+    /// Total downsampling from the input.
+    pub reduction: usize,
+    /// Output spatial size.
+    pub hw: (usize, usize),
+}
+
+/// One convolution of the backbone, as seen by weight-override methods (KSM, Piggyback, FT).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvInfo {
+    /// The conv's geometry and name.
+    pub conv: ConvDef,
+    /// The BatchNorm that follows it, if any.
+    pub bn: Option<String>,
+    /// The tap of the unit the conv belongs to.
+    pub tap: String,
+    /// Input spatial size seen by this conv.
+    pub input_hw: (usize, usize),
+}
+
+/// A backbone: spec, executable structure and its (frozen) parameters.
+#[derive(Clone)]
+pub struct Backbone {
+    spec: BackboneSpec,
+    units: Vec<UnitDef>,
+    params: ParamMap,
+    device: Device,
+}
+
+impl Backbone {
+    fn structure(spec: &BackboneSpec) -> Result<Vec<UnitDef>> {
+        spec.validate()?;
+        let i = &spec.input;
+        Ok(match &spec.arch {
+            Arch::ResnetCifar { depth, width } => {
+                resnet_cifar::build(*depth, *width, i.channels, i.height, i.width, spec.num_classes)
+            }
+        })
+    }
+
+    /// A randomly initialised backbone (Kaiming-normal convs, BN at identity, PyTorch-default fc).
+    pub fn init(spec: BackboneSpec, seed: u64, device: &Device) -> Result<Self> {
+        let units = Self::structure(&spec)?;
+        let mut rng = SeededRng::derived(seed, "backbone-init");
+        let mut params = ParamMap::new();
+        for u in &units {
+            for (conv, bn) in u.unit.convs() {
+                let [o, i, kh, kw] = conv.weight_shape();
+                params.insert(conv.weight_name(), kaiming_conv(&mut rng, o, i, kh, kw, device)?);
+                if conv.bias {
+                    params.insert(format!("{}.bias", conv.name), Tensor::zeros(o, DType::F32, device)?);
+                }
+                if let Some(bn) = bn {
+                    params.insert(format!("{bn}.weight"), Tensor::ones(o, DType::F32, device)?);
+                    params.insert(format!("{bn}.bias"), Tensor::zeros(o, DType::F32, device)?);
+                    params.insert(format!("{bn}.running_mean"), Tensor::zeros(o, DType::F32, device)?);
+                    params.insert(format!("{bn}.running_var"), Tensor::ones(o, DType::F32, device)?);
+                }
+            }
+            if let Unit::Linear { name, in_features, out_features } = &u.unit {
+                let (w, b) = linear_init(&mut rng, *out_features, *in_features, device)?;
+                params.insert(format!("{name}.weight"), w);
+                params.insert(format!("{name}.bias"), b);
+            }
+        }
+        Ok(Self { spec, units, params, device: device.clone() })
+    }
+
+    /// A backbone from existing parameters; every expected name must be present with the right
+    /// shape and dtype f32, and nothing else. The error lists every mismatch.
+    pub fn from_params(spec: BackboneSpec, params: ParamMap, device: &Device) -> Result<Self> {
+        let units = Self::structure(&spec)?;
+        let expected: Vec<(String, Vec<usize>)> = units.iter().flat_map(|u| u.unit.param_shapes()).collect();
+        let mut problems = Vec::new();
+        for (name, shape) in &expected {
+            match params.get(name) {
+                None => problems.push(format!("missing key '{name}' (expected shape {shape:?})")),
+                Some(t) if t.dims() != shape.as_slice() => {
+                    problems.push(format!("key '{name}': shape {:?} in file, expected {shape:?}", t.dims()))
+                }
+                Some(t) if t.dtype() != DType::F32 => {
+                    problems.push(format!("key '{name}': dtype {:?} in file, expected F32", t.dtype()))
+                }
+                _ => {}
+            }
+        }
+        let known: std::collections::HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
+        for name in params.keys() {
+            if !known.contains(name.as_str()) && !name.ends_with(".num_batches_tracked") {
+                problems.push(format!("unexpected key '{name}'"));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(GraftError::Backbone(format!(
+                "parameters do not fit {}: {}",
+                spec.id(),
+                problems.join("; ")
+            )));
+        }
+        let params = params
+            .into_iter()
+            .filter(|(k, _)| known.contains(k.as_str()))
+            .map(|(k, v)| Ok((k, v.to_device(device)?.detach())))
+            .collect::<Result<ParamMap>>()?;
+        Ok(Self { spec, units, params, device: device.clone() })
+    }
+
+    /// The spec this backbone was built from.
+    pub fn spec(&self) -> &BackboneSpec {
+        &self.spec
+    }
+
+    /// The device the parameters live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The units of the forward pass in order.
+    pub fn units(&self) -> &[UnitDef] {
+        &self.units
+    }
+
+    /// Every parameter and BN buffer by name.
+    pub fn params(&self) -> &ParamMap {
+        &self.params
+    }
+
+    /// One parameter by name.
+    pub fn param(&self, name: &str) -> Result<&Tensor> {
+        self.params.get(name).ok_or_else(|| GraftError::Backbone(format!("{} has no parameter '{name}'", self.spec.id())))
+    }
+
+    /// Number of scalar parameters (BN running statistics excluded).
+    pub fn num_params(&self) -> usize {
+        self.params.iter().filter(|(k, _)| !is_bn_buffer(k)).map(|(_, t)| t.elem_count()).sum()
+    }
+
+    /// Every tap in forward order.
+    pub fn taps(&self) -> Vec<TapInfo> {
+        self.units
+            .iter()
+            .map(|u| TapInfo { name: u.tap.clone(), channels: u.channels, reduction: u.reduction, hw: u.hw })
+            .collect()
+    }
+
+    /// Position of `tap` in the forward order, or an error listing the taps.
+    pub fn tap_index(&self, tap: &str) -> Result<usize> {
+        self.units.iter().position(|u| u.tap == tap).ok_or_else(|| GraftError::UnknownTap {
+            tap: tap.to_string(),
+            available: self.units.iter().map(|u| u.tap.clone()).collect(),
+        })
+    }
+
+    /// Information about one tap.
+    pub fn tap(&self, tap: &str) -> Result<TapInfo> {
+        Ok(self.taps().swap_remove(self.tap_index(tap)?))
+    }
+
+    /// The taps of the last stage's input and output: the name of the tap just before the units
+    /// of the last stage (`stage3.block0` and onwards for resnet-cifar), used by feature extractors.
+    pub fn last_stage_input_tap(&self) -> String {
+        let last_stage = self
+            .units
+            .iter()
+            .filter_map(|u| u.tap.strip_prefix("stage").and_then(|s| s.split('.').next()).map(str::to_string))
+            .last();
+        let first = self
+            .units
+            .iter()
+            .position(|u| last_stage.as_deref().is_some_and(|s| u.tap.starts_with(&format!("stage{s}."))))
+            .unwrap_or(self.units.len() - 2);
+        self.units[first.saturating_sub(1)].tap.clone()
+    }
+
+    /// Every convolution with its BN, in forward order.
+    pub fn convs(&self) -> Vec<ConvInfo> {
+        let (mut h, mut w) = (self.spec.input.height, self.spec.input.width);
+        let mut out = Vec::new();
+        for u in &self.units {
+            let block_in = (h, w);
+            let mut cur = block_in;
+            for (conv, bn) in u.unit.convs() {
+                // A shortcut conv reads the unit's input, the main path chains.
+                let input_hw = if conv.name.contains("downsample") { block_in } else { cur };
+                out.push(ConvInfo { conv: conv.clone(), bn: bn.map(str::to_string), tap: u.tap.clone(), input_hw });
+                if !conv.name.contains("downsample") {
+                    cur = conv.output_hw(cur.0, cur.1);
+                }
+            }
+            (h, w) = u.hw;
+        }
+        out
+    }
+
+    /// Analytic FLOPs per image (2 × multiply–accumulates of convs and linear layers; BN, ReLU,
+    /// additions and pooling are not counted) of the units after `from` up to and including `to`.
+    pub fn flops_between(&self, from: Option<&str>, to: &str) -> Result<u64> {
+        let (start, end) = self.unit_range(from, to)?;
+        let convs = self.convs();
+        let mut macs = 0u64;
+        for u in &self.units[start..=end] {
+            for c in convs.iter().filter(|c| c.tap == u.tap) {
+                macs += c.conv.macs(c.input_hw.0, c.input_hw.1);
+            }
+            if let Unit::Linear { in_features, out_features, .. } = &u.unit {
+                macs += (in_features * out_features) as u64;
+            }
+        }
+        Ok(2 * macs)
+    }
+
+    /// FLOPs per image of the whole network, input to logits.
+    pub fn flops_per_image(&self) -> u64 {
+        self.flops_between(None, "logits").unwrap_or(0)
+    }
+
+    fn unit_range(&self, from: Option<&str>, to: &str) -> Result<(usize, usize)> {
+        let end = self.tap_index(to)?;
+        let start = match from {
+            None => 0,
+            Some(f) => self.tap_index(f)? + 1,
+        };
+        if start > end {
+            return Err(GraftError::Backbone(format!(
+                "cannot run from tap '{}' to tap '{to}': '{to}' comes first",
+                from.unwrap_or("input")
+            )));
+        }
+        Ok((start, end))
+    }
+
+    /// Normalises `[0, 1]` images with the spec's mean/std, checking their shape.
+    pub fn normalize(&self, images: &Tensor) -> Result<Tensor> {
+        let i = &self.spec.input;
+        let dims = images.dims();
+        if dims.len() != 4 || dims[1..] != [i.channels, i.height, i.width] {
+            return Err(GraftError::Backbone(format!(
+                "{} expects images of shape (n, {}, {}, {}), got {:?}",
+                self.spec.id(),
+                i.channels,
+                i.height,
+                i.width,
+                dims
+            )));
+        }
+        let mean = Tensor::from_slice(&i.mean, (1, i.channels, 1, 1), images.device())?;
+        let std = Tensor::from_slice(&i.std, (1, i.channels, 1, 1), images.device())?;
+        Ok(images.broadcast_sub(&mean)?.broadcast_div(&std)?)
+    }
+
+    /// Runs the units after tap `from` (or from the images when `None`) up to and including tap
+    /// `to`. `x` is the `[0, 1]` image batch or the output of `from`. The outputs of the taps in
+    /// `collect` are returned too. Gradients flow only into tensors the hooks supply.
+    pub fn run(&self, x: &Tensor, from: Option<&str>, to: &str, collect: &[&str], hooks: &dyn Hooks) -> Result<ForwardOutput> {
+        let (start, end) = self.unit_range(from, to)?;
+        for c in collect {
+            let i = self.tap_index(c)?;
+            if i < start || i > end {
+                return Err(GraftError::Backbone(format!("tap '{c}' is outside the requested range '{}'..'{to}'", from.unwrap_or("input"))));
+            }
+        }
+        let mut h = match from {
+            None => self.normalize(x)?,
+            Some(f) => {
+                let u = &self.units[start - 1];
+                let expected: Vec<usize> =
+                    if u.hw == (1, 1) && matches!(u.unit, Unit::GlobalAvgPool | Unit::Linear { .. }) {
+                        vec![u.channels]
+                    } else {
+                        vec![u.channels, u.hw.0, u.hw.1]
+                    };
+                if x.dims().get(1..) != Some(expected.as_slice()) {
+                    return Err(GraftError::Backbone(format!(
+                        "input for running from tap '{f}' must have shape (n, {expected:?}), got {:?}",
+                        x.dims()
+                    )));
+                }
+                x.clone()
+            }
+        };
+        let mut taps = BTreeMap::new();
+        let mut bn_stats = Vec::new();
+        for u in &self.units[start..=end] {
+            h = self.run_unit(&u.unit, &h, hooks, &mut bn_stats)?;
+            h = hooks.tap_output(&u.tap, h)?;
+            if collect.contains(&u.tap.as_str()) {
+                taps.insert(u.tap.clone(), h.clone());
+            }
+        }
+        Ok(ForwardOutput { output: h, taps, bn_stats })
+    }
+
+    /// Logits of the source head for `[0, 1]` images, frozen, in evaluation mode.
+    pub fn forward(&self, images: &Tensor) -> Result<Tensor> {
+        Ok(self.run(images, None, "logits", &[], &NoHooks)?.output)
+    }
+
+    /// The frozen output of `tap` for all `images`, computed in batches of `batch_size` with no
+    /// graph kept.
+    pub fn features(&self, images: &Tensor, tap: &str, batch_size: usize) -> Result<Tensor> {
+        let n = images.dim(0)?;
+        let mut parts = Vec::new();
+        let mut i = 0;
+        while i < n {
+            let len = batch_size.max(1).min(n - i);
+            let x = images.narrow(0, i, len)?;
+            parts.push(self.run(&x, None, tap, &[], &NoHooks)?.output.detach());
+            i += len;
+        }
+        if parts.is_empty() {
+            let t = self.tap(tap)?;
+            return Ok(Tensor::zeros((0, t.channels), DType::F32, &self.device)?);
+        }
+        Ok(Tensor::cat(&parts, 0)?)
+    }
+
+    fn p(&self, name: &str, hooks: &dyn Hooks) -> Result<Tensor> {
+        let frozen = self.param(name)?;
+        Ok(hooks.param(name, frozen)?.unwrap_or_else(|| frozen.clone()))
+    }
+
+    fn conv_bn(&self, x: &Tensor, conv: &ConvDef, bn: &str, hooks: &dyn Hooks, stats: &mut Vec<BnBatchStats>) -> Result<Tensor> {
+        let w = self.p(&conv.weight_name(), hooks)?;
+        let b = if conv.bias { Some(self.p(&format!("{}.bias", conv.name), hooks)?) } else { None };
+        let y = conv2d(x, &w, b.as_ref(), conv)?;
+        let gamma = self.p(&format!("{bn}.weight"), hooks)?;
+        let beta = self.p(&format!("{bn}.bias"), hooks)?;
+        if hooks.bn_uses_batch_stats(bn) {
+            let (mean, var) = batch_moments(&y)?;
+            let (n, _, hh, ww) = y.dims4()?;
+            let out = batch_norm(&y, &mean, &var, &gamma, &beta)?;
+            stats.push(BnBatchStats { bn: bn.to_string(), mean: mean.detach(), var: var.detach(), count: n * hh * ww });
+            Ok(out)
+        } else {
+            let mean = self.p(&format!("{bn}.running_mean"), hooks)?;
+            let var = self.p(&format!("{bn}.running_var"), hooks)?;
+            batch_norm(&y, &mean, &var, &gamma, &beta)
+        }
+    }
+
+    fn run_unit(&self, unit: &Unit, x: &Tensor, hooks: &dyn Hooks, stats: &mut Vec<BnBatchStats>) -> Result<Tensor> {
+        match unit {
+            Unit::ConvBnRelu { conv, bn } => Ok(self.conv_bn(x, conv, bn, hooks, stats)?.relu()?),
+            Unit::BasicBlock { conv1, bn1, conv2, bn2, downsample } => {
+                let h = self.conv_bn(x, conv1, bn1, hooks, stats)?.relu()?;
+                let h = self.conv_bn(&h, conv2, bn2, hooks, stats)?;
+                let shortcut = match downsample {
+                    Some((c, b)) => self.conv_bn(x, c, b, hooks, stats)?,
+                    None => x.clone(),
+                };
+                Ok((h + shortcut)?.relu()?)
+            }
+            Unit::GlobalAvgPool => global_avg_pool(x),
+            Unit::Linear { name, .. } => {
+                let w = self.p(&format!("{name}.weight"), hooks)?;
+                let b = self.p(&format!("{name}.bias"), hooks)?;
+                linear(x, &w, &b)
+            }
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Functional layers on candle tensors: convolution, BatchNorm, linear, pooling.
+
+use super::graph::ConvDef;
+use crate::error::Result;
+use candle_core::{DType, Tensor, D};
+
+/// BatchNorm epsilon (PyTorch's default).
+pub const BN_EPS: f64 = 1e-5;
+/// BatchNorm running-statistics momentum (PyTorch's default).
+pub const BN_MOMENTUM: f64 = 0.1;
+
+/// 2-D convolution of `x (n, c, h, w)` with `weight` (and optional bias) per `def`.
+pub fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, def: &ConvDef) -> Result<Tensor> {
+    let y = x.conv2d(weight, def.padding, def.stride, 1, def.groups)?;
+    Ok(match bias {
+        Some(b) => y.broadcast_add(&b.reshape((1, def.out_channels, 1, 1))?)?,
+        None => y,
+    })
+}
+
+/// The per-channel mean and biased variance of `x (n, c, h, w)` over batch and space.
+pub fn batch_moments(x: &Tensor) -> Result<(Tensor, Tensor)> {
+    let c = x.dim(1)?;
+    let xt = x.transpose(0, 1)?.contiguous()?.reshape((c, ()))?;
+    let mean = xt.mean(D::Minus1)?;
+    let centered = xt.broadcast_sub(&mean.unsqueeze(1)?)?;
+    let var = centered.sqr()?.mean(D::Minus1)?;
+    Ok((mean, var))
+}
+
+/// BatchNorm with the given statistics: `(x - mean) / sqrt(var + eps) * weight + bias`.
+pub fn batch_norm(x: &Tensor, mean: &Tensor, var: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    let c = x.dim(1)?;
+    let shape = (1, c, 1, 1);
+    let inv_std = (var + BN_EPS)?.sqrt()?.recip()?;
+    let scale = (weight * &inv_std)?;
+    let shift = (bias - (mean * &scale)?)?;
+    Ok(x.broadcast_mul(&scale.reshape(shape)?)?.broadcast_add(&shift.reshape(shape)?)?)
+}
+
+/// New running statistics after a training batch: `(1-m)·running + m·batch`, with the batch
+/// variance made unbiased (`n/(n-1)`) as PyTorch does.
+pub fn updated_running_stats(
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    batch_mean: &Tensor,
+    batch_var: &Tensor,
+    count: usize,
+) -> Result<(Tensor, Tensor)> {
+    let m = BN_MOMENTUM;
+    let unbias = if count > 1 { count as f64 / (count - 1) as f64 } else { 1.0 };
+    let mean = ((running_mean * (1.0 - m))? + (batch_mean.detach() * m)?)?;
+    let var = ((running_var * (1.0 - m))? + (batch_var.detach() * (m * unbias))?)?;
+    Ok((mean, var))
+}
+
+/// `x Wᵀ + b` for `x (n, in)`, `W (out, in)`.
+pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    Ok(x.matmul(&weight.t()?)?.broadcast_add(bias)?)
+}
+
+/// Mean over the spatial dimensions: `(n, c, h, w)` → `(n, c)`.
+pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
+    Ok(x.mean(D::Minus1)?.mean(D::Minus1)?)
+}
+
+/// Index of the largest logit per row, as u32.
+pub fn argmax(logits: &Tensor) -> Result<Vec<u32>> {
+    Ok(logits.argmax(D::Minus1)?.to_dtype(DType::U32)?.to_vec1::<u32>()?)
+}

@@ -1,0 +1,193 @@
+//! Safetensors checkpoints: atomic writes, validated reads, and source checkpoints whose header
+//! metadata carries the backbone spec and provenance.
+
+use crate::backbone::{Backbone, BackboneSpec};
+use crate::error::{GraftError, Result};
+use crate::params::ParamMap;
+use candle_core::safetensors::Load;
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The graft version written into every checkpoint.
+pub const GRAFT_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Metadata key naming what a checkpoint holds (`source` or `delta`).
+pub const KEY_KIND: &str = "graft.kind";
+/// Metadata key of the graft version that wrote the file.
+pub const KEY_VERSION: &str = "graft.version";
+/// Metadata key of a source's backbone spec (JSON).
+pub const KEY_BACKBONE: &str = "graft.backbone";
+/// Metadata key of a source's provenance (JSON).
+pub const KEY_PROVENANCE: &str = "graft.provenance";
+
+/// Lowercase hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed to disk,
+/// then renamed over the destination. A crash leaves either the old file or the new one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| GraftError::io(dir, e))?;
+    let file_name = path.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_else(|| "checkpoint".into());
+    let tmp: PathBuf = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(GraftError::io(path, e));
+    }
+    Ok(())
+}
+
+/// Serialises tensors and string metadata to safetensors bytes.
+pub fn to_safetensors_bytes(tensors: &ParamMap, metadata: &BTreeMap<String, String>) -> Result<Vec<u8>> {
+    let meta: HashMap<String, String> = metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let contiguous = tensors
+        .iter()
+        .map(|(k, t)| Ok((k.clone(), t.contiguous()?)))
+        .collect::<Result<Vec<_>>>()?;
+    safetensors::serialize(contiguous.iter().map(|(k, t)| (k.as_str(), t)), Some(meta))
+        .map_err(|e| GraftError::Data(format!("cannot serialise tensors: {e}")))
+}
+
+/// Writes tensors and metadata to a safetensors file atomically; returns the file's SHA-256.
+pub fn write_safetensors(path: &Path, tensors: &ParamMap, metadata: &BTreeMap<String, String>) -> Result<String> {
+    let bytes = to_safetensors_bytes(tensors, metadata)?;
+    write_atomic(path, &bytes)?;
+    Ok(sha256_hex(&bytes))
+}
+
+/// The content of a safetensors file.
+pub struct SafetensorsFile {
+    /// Tensors by name, on the requested device.
+    pub tensors: ParamMap,
+    /// Header metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// SHA-256 of the whole file.
+    pub hash: String,
+}
+
+/// Reads a safetensors file from memory; `path` is only used in error messages.
+pub fn parse_safetensors(bytes: &[u8], path: &Path, device: &Device) -> Result<SafetensorsFile> {
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| {
+        GraftError::checkpoint(path, format!("not a valid safetensors file ({} bytes; truncated or corrupt?): {e}", bytes.len()))
+    })?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
+        .map_err(|e| GraftError::checkpoint(path, format!("unreadable header: {e}")))?;
+    let metadata: BTreeMap<String, String> =
+        header.metadata().clone().unwrap_or_default().into_iter().collect();
+    let mut tensors = ParamMap::new();
+    for (name, view) in st.tensors() {
+        let t = view
+            .load(device)
+            .map_err(|e| GraftError::checkpoint(path, format!("tensor '{name}' cannot be read: {e}")))?;
+        tensors.insert(name, t);
+    }
+    Ok(SafetensorsFile { tensors, metadata, hash: sha256_hex(bytes) })
+}
+
+/// Reads a safetensors file, naming the file in every error.
+pub fn read_safetensors(path: &Path, device: &Device) -> Result<SafetensorsFile> {
+    let bytes = std::fs::read(path).map_err(|e| GraftError::io(path, e))?;
+    parse_safetensors(&bytes, path, device)
+}
+
+/// Returns metadata `key` or an error naming the file and the key.
+pub fn require_meta<'a>(meta: &'a BTreeMap<String, String>, key: &str, path: &Path) -> Result<&'a str> {
+    meta.get(key).map(String::as_str).ok_or_else(|| {
+        GraftError::checkpoint(path, format!("header metadata has no '{key}' (is this a graft checkpoint?)"))
+    })
+}
+
+/// Checks that `meta` marks a checkpoint of kind `expected`.
+pub fn require_kind(meta: &BTreeMap<String, String>, expected: &str, path: &Path) -> Result<()> {
+    let kind = require_meta(meta, KEY_KIND, path)?;
+    if kind != expected {
+        return Err(GraftError::checkpoint(path, format!("holds a graft '{kind}', expected a '{expected}'")));
+    }
+    Ok(())
+}
+
+/// Where a source backbone came from: what it was trained on and how well it did.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(default)]
+pub struct Provenance {
+    /// Description of the training data (dataset and derivation).
+    pub dataset: String,
+    /// Training epochs.
+    pub epochs: usize,
+    /// Accuracy on the dataset's test split.
+    pub test_accuracy: f32,
+    /// Seed of the training run.
+    pub seed: u64,
+    /// graft version that trained it.
+    pub graft_version: String,
+}
+
+/// A frozen source backbone plus its identity (content hash) and provenance.
+#[derive(Clone)]
+pub struct Source {
+    /// The frozen backbone.
+    pub backbone: Backbone,
+    /// SHA-256 of the source checkpoint's bytes; task models record it.
+    pub hash: String,
+    /// How it was trained.
+    pub provenance: Provenance,
+}
+
+impl Source {
+    fn metadata(backbone: &Backbone, provenance: &Provenance) -> Result<BTreeMap<String, String>> {
+        let mut meta = BTreeMap::new();
+        meta.insert(KEY_KIND.into(), "source".into());
+        meta.insert(KEY_VERSION.into(), GRAFT_VERSION.into());
+        meta.insert(KEY_BACKBONE.into(), serde_json::to_string(backbone.spec()).expect("spec serialises"));
+        meta.insert(KEY_PROVENANCE.into(), serde_json::to_string(provenance).expect("provenance serialises"));
+        Ok(meta)
+    }
+
+    /// Wraps an in-memory backbone; its hash is that of the checkpoint it would be saved as.
+    pub fn new(backbone: Backbone, provenance: Provenance) -> Result<Self> {
+        let bytes = to_safetensors_bytes(backbone.params(), &Self::metadata(&backbone, &provenance)?)?;
+        Ok(Self { backbone, hash: sha256_hex(&bytes), provenance })
+    }
+
+    /// Saves the source checkpoint atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let hash = write_safetensors(path, self.backbone.params(), &Self::metadata(&self.backbone, &self.provenance)?)?;
+        debug_assert_eq!(hash, self.hash);
+        Ok(())
+    }
+
+    /// Loads a source checkpoint, checking the spec and every tensor name, shape and dtype.
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let file = read_safetensors(path, device)?;
+        require_kind(&file.metadata, "source", path)?;
+        let spec_json = require_meta(&file.metadata, KEY_BACKBONE, path)?;
+        let spec: BackboneSpec = serde_json::from_str(spec_json)
+            .map_err(|e| GraftError::checkpoint(path, format!("metadata '{KEY_BACKBONE}' is not a valid backbone spec: {e}")))?;
+        let provenance: Provenance = match file.metadata.get(KEY_PROVENANCE) {
+            Some(p) => serde_json::from_str(p)
+                .map_err(|e| GraftError::checkpoint(path, format!("metadata '{KEY_PROVENANCE}' is invalid: {e}")))?,
+            None => Provenance::default(),
+        };
+        let backbone = Backbone::from_params(spec, file.tensors, device)
+            .map_err(|e| GraftError::checkpoint(path, e.to_string()))?;
+        Ok(Self { backbone, hash: file.hash, provenance })
+    }
+
+    /// A short form of the hash for names and tables.
+    pub fn short_hash(&self) -> &str {
+        &self.hash[..12.min(self.hash.len())]
+    }
+}

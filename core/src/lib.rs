@@ -1,0 +1,29 @@
+//! graft-core: the `TransferMethod` trait and registry, backbones with named taps, checkpoints,
+//! the shared trainer and metrics.
+//!
+//! A method crate implements [`TransferMethod`] and [`TaskModel`], and registers itself with
+//! `inventory::submit! { graft_core::registry::MethodEntry { .. } }`.
+
+pub mod backbone;
+pub mod checkpoint;
+pub mod data;
+pub mod error;
+pub mod init;
+pub mod method;
+pub mod optim;
+pub mod params;
+pub mod registry;
+pub mod train;
+
+pub use backbone::{Backbone, BackboneSpec, Hooks, NoHooks};
+pub use checkpoint::{Provenance, Source};
+pub use data::{ImageSet, Task};
+pub use error::{GraftError, Result};
+pub use method::{Delta, FitContext, Footprint, TaskModel, TransferMethod};
+pub use params::{ParamMap, Trainables};
+pub use registry::{MethodConfig, MethodEntry};
+pub use train::{TrainConfig, Trainable};
+
+// Re-exported so method crates register without naming the dependency versions themselves.
+pub use erased_serde;
+pub use inventory;

@@ -1,0 +1,204 @@
+//! The plug-in interface: `TransferMethod` (fits a task model on a frozen source) and `TaskModel`
+//! (the fitted per-task delta).
+
+use crate::checkpoint::{
+    read_safetensors, require_kind, require_meta, write_safetensors, Source, GRAFT_VERSION, KEY_KIND, KEY_VERSION,
+};
+use crate::error::{GraftError, Result};
+use crate::params::ParamMap;
+use crate::train::EpochMetrics;
+use crate::data::Task;
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Metadata key of the method that wrote a delta.
+pub const KEY_METHOD: &str = "graft.method";
+/// Metadata key of the method's config (JSON).
+pub const KEY_CONFIG: &str = "graft.config";
+/// Metadata key of the SHA-256 of the source a delta needs.
+pub const KEY_SOURCE_HASH: &str = "graft.source_hash";
+/// Metadata key of the number of classes of a delta's task.
+pub const KEY_NUM_CLASSES: &str = "graft.num_classes";
+
+/// What a fitted task model costs. Reported for every method in every run.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct Footprint {
+    /// Scalars trained by gradient for this task (BN running statistics excluded).
+    pub trainable_params: usize,
+    /// Bytes of the stored delta's tensors (what must be kept per task besides the source).
+    pub stored_bytes: usize,
+    /// Points where data crosses between frozen and trainable modules (the adaptive-attention
+    /// paper's interconnection count): each tap a trainable module reads from or writes into a
+    /// frozen one. 0 when nothing frozen is used.
+    pub interconnections: usize,
+    /// FLOPs per image at inference, 2 × multiply–accumulates of convs and linear layers,
+    /// including the frozen source parts the model runs.
+    pub flops_per_image: u64,
+}
+
+/// Everything a method needs besides the source and the task.
+pub struct FitContext<'a> {
+    /// Device to train on.
+    pub device: Device,
+    /// Seed of the run; all randomness derives from it.
+    pub seed: u64,
+    /// Whether to draw a progress bar.
+    pub progress: bool,
+    /// Called after every epoch with its metrics.
+    pub on_epoch: Option<&'a mut dyn FnMut(&EpochMetrics)>,
+}
+
+impl<'a> FitContext<'a> {
+    /// A context on `device` with `seed`, no progress bar and no callback.
+    pub fn new(device: Device, seed: u64) -> Self {
+        Self { device, seed, progress: false, on_epoch: None }
+    }
+}
+
+/// A per-task model fitted by a method on top of a frozen source.
+pub trait TaskModel: Send {
+    /// Name of the method that made it.
+    fn method(&self) -> &str;
+
+    /// Number of output classes.
+    fn num_classes(&self) -> usize;
+
+    /// Logits `(n, num_classes)` for `[0, 1]` images `(n, c, h, w)`, in evaluation mode, no graph.
+    fn forward(&self, images: &Tensor) -> Result<Tensor>;
+
+    /// Cost figures of this model.
+    fn footprint(&self) -> Footprint;
+
+    /// The trained tensors (what the method changed), by name; BN running statistics included.
+    fn delta_tensors(&self) -> Result<ParamMap>;
+
+    /// The method's config as JSON, stored with the delta so `load` can rebuild the method.
+    fn config_json(&self) -> serde_json::Value;
+
+    /// Hash of the source this model was fitted on.
+    fn source_hash(&self) -> &str;
+
+    /// The delta as a value: tensors plus what is needed to load them again.
+    fn delta(&self) -> Result<Delta> {
+        Ok(Delta {
+            method: self.method().to_string(),
+            config: self.config_json(),
+            source_hash: self.source_hash().to_string(),
+            num_classes: self.num_classes(),
+            tensors: self.delta_tensors()?,
+        })
+    }
+
+    /// Saves the delta (only what the method trained) to a safetensors file atomically.
+    fn save(&self, path: &Path) -> Result<()> {
+        self.delta()?.save(path)
+    }
+}
+
+/// The stored form of a task model: the method's trained tensors plus identification.
+#[derive(Clone, Debug)]
+pub struct Delta {
+    /// Registered method name.
+    pub method: String,
+    /// The method's config (JSON object).
+    pub config: serde_json::Value,
+    /// SHA-256 of the source checkpoint it needs.
+    pub source_hash: String,
+    /// Number of classes of the task.
+    pub num_classes: usize,
+    /// The trained tensors.
+    pub tensors: ParamMap,
+}
+
+impl Delta {
+    /// Bytes of the tensors (what a stored task costs besides the shared source).
+    pub fn tensor_bytes(&self) -> usize {
+        self.tensors.values().map(|t| t.elem_count() * t.dtype().size_in_bytes()).sum()
+    }
+
+    /// Writes the delta as safetensors with method, config and source hash in the metadata.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut meta = BTreeMap::new();
+        meta.insert(KEY_KIND.into(), "delta".into());
+        meta.insert(KEY_VERSION.into(), GRAFT_VERSION.into());
+        meta.insert(KEY_METHOD.into(), self.method.clone());
+        meta.insert(KEY_CONFIG.into(), self.config.to_string());
+        meta.insert(KEY_SOURCE_HASH.into(), self.source_hash.clone());
+        meta.insert(KEY_NUM_CLASSES.into(), self.num_classes.to_string());
+        write_safetensors(path, &self.tensors, &meta)?;
+        Ok(())
+    }
+
+    /// Reads a delta file, checking that it is one and that its metadata is complete.
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let file = read_safetensors(path, device)?;
+        require_kind(&file.metadata, "delta", path)?;
+        let method = require_meta(&file.metadata, KEY_METHOD, path)?.to_string();
+        let config = serde_json::from_str(require_meta(&file.metadata, KEY_CONFIG, path)?)
+            .map_err(|e| GraftError::checkpoint(path, format!("metadata '{KEY_CONFIG}' is not JSON: {e}")))?;
+        let source_hash = require_meta(&file.metadata, KEY_SOURCE_HASH, path)?.to_string();
+        let num_classes = require_meta(&file.metadata, KEY_NUM_CLASSES, path)?
+            .parse()
+            .map_err(|e| GraftError::checkpoint(path, format!("metadata '{KEY_NUM_CLASSES}' is not a number: {e}")))?;
+        Ok(Self { method, config, source_hash, num_classes, tensors: file.tensors })
+    }
+
+    /// Checks the delta was made on `source` by `method`.
+    pub fn check(&self, source: &Source, method: &str) -> Result<()> {
+        if self.method != method {
+            return Err(GraftError::Incompatible(format!(
+                "delta was written by method '{}', not '{method}'",
+                self.method
+            )));
+        }
+        if self.source_hash != source.hash {
+            return Err(GraftError::Incompatible(format!(
+                "delta needs source {} but the given source is {}",
+                &self.source_hash[..12.min(self.source_hash.len())],
+                source.short_hash()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The tensor `name`, or an error naming the missing key and the method.
+    pub fn tensor(&self, name: &str) -> Result<&Tensor> {
+        self.tensors.get(name).ok_or_else(|| {
+            GraftError::Incompatible(format!("delta of method '{}' lacks tensor '{name}'", self.method))
+        })
+    }
+
+    /// The tensor `name`, which must have `shape`.
+    pub fn tensor_shaped(&self, name: &str, shape: &[usize]) -> Result<&Tensor> {
+        let t = self.tensor(name)?;
+        if t.dims() != shape {
+            return Err(GraftError::Incompatible(format!(
+                "delta tensor '{name}' has shape {:?}, expected {shape:?}",
+                t.dims()
+            )));
+        }
+        Ok(t)
+    }
+}
+
+/// A parameter-efficient transfer method. Object safe; registered with [`crate::registry`].
+pub trait TransferMethod: Send + Sync {
+    /// The registered name, e.g. `linear-probe`.
+    fn name(&self) -> &str;
+
+    /// The config this instance was built with, as JSON.
+    fn config_json(&self) -> serde_json::Value;
+
+    /// Trains a task model for `task` on the frozen `source`. The source is never modified.
+    fn fit(&self, source: &Source, task: &Task, ctx: &mut FitContext) -> Result<Box<dyn TaskModel>>;
+
+    /// Rebuilds a task model from its stored delta over `source`.
+    fn load(&self, source: &Source, delta: &Delta) -> Result<Box<dyn TaskModel>>;
+
+    /// Whether the method can serve many tasks from one source forward pass.
+    fn shares_source(&self) -> bool {
+        false
+    }
+}

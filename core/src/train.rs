@@ -1,0 +1,263 @@
+//! The trainer every method uses: seeded shuffling, optimiser groups, schedule, NaN/inf guard,
+//! progress bar, per-epoch metrics, early stopping with best-state restore.
+
+use crate::backbone::argmax;
+use crate::error::{GraftError, Result};
+use crate::init::SeededRng;
+use crate::method::FitContext;
+use crate::optim::{OptimizerSettings, Optimizer, ParamGroup, Schedule};
+use crate::params::ParamMap;
+use candle_core::{Device, Tensor};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// Training-loop settings shared by all methods (a `train` table in a method's config).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Passes over the training split.
+    pub epochs: usize,
+    /// Images per step.
+    pub batch_size: usize,
+    /// Optimiser of the method's main parameter group.
+    #[serde(flatten)]
+    pub optim: OptimizerSettings,
+    /// Learning-rate schedule: `constant`, `cosine` or `{ step = { every, gamma } }`.
+    pub schedule: Schedule,
+    /// Linear warm-up steps before the schedule.
+    pub warmup_steps: usize,
+    /// Stop after this many epochs without validation-accuracy improvement and restore the best
+    /// epoch's state (`None`: train all epochs, keep the last state).
+    pub patience: Option<usize>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 10,
+            batch_size: 64,
+            optim: OptimizerSettings::default(),
+            schedule: Schedule::Cosine,
+            warmup_steps: 0,
+            patience: None,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks ranges; messages name the key.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.epochs == 0 {
+            return Err("train.epochs must be at least 1".into());
+        }
+        if self.batch_size == 0 {
+            return Err("train.batch_size must be at least 1".into());
+        }
+        if let Schedule::Step { every: 0, .. } = self.schedule {
+            return Err("train.schedule.step.every must be at least 1".into());
+        }
+        self.optim.validate().map_err(|m| format!("train.{m}"))
+    }
+}
+
+/// A model the trainer can optimise.
+pub trait Trainable {
+    /// Logits for a training batch, keeping the graph to the trainable variables.
+    fn train_logits(&mut self, x: &Tensor, rng: &mut SeededRng) -> Result<Tensor>;
+    /// Logits in evaluation mode, no graph.
+    fn eval_logits(&self, x: &Tensor) -> Result<Tensor>;
+    /// Called after each optimiser step (e.g. to update BN running statistics).
+    fn after_step(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// Everything that defines the model's current state (variables and buffers).
+    fn state(&self) -> Result<ParamMap>;
+    /// Restores a state returned by [`Trainable::state`].
+    fn set_state(&mut self, state: &ParamMap) -> Result<()>;
+}
+
+/// Inputs and labels of one split; inputs are images or cached features, first dim = samples.
+#[derive(Clone, Copy)]
+pub struct Split<'a> {
+    /// Inputs `(n, ...)`.
+    pub x: &'a Tensor,
+    /// Labels, one per input.
+    pub y: &'a [u32],
+}
+
+/// Metrics of one epoch, passed to the per-epoch callback and kept in the report.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct EpochMetrics {
+    /// Epoch (from 0).
+    pub epoch: usize,
+    /// Mean training loss.
+    pub train_loss: f32,
+    /// Training accuracy (on the augmented/noisy labels seen).
+    pub train_acc: f32,
+    /// Validation accuracy, if a validation split was given.
+    pub val_acc: Option<f32>,
+    /// Learning-rate factor at the end of the epoch.
+    pub lr_factor: f64,
+    /// Training images per second.
+    pub images_per_sec: f32,
+    /// Seconds since training started.
+    pub elapsed_sec: f32,
+}
+
+/// Summary of a training run.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct TrainReport {
+    /// Metrics per epoch.
+    pub epochs: Vec<EpochMetrics>,
+    /// Epoch whose state was kept.
+    pub best_epoch: usize,
+    /// Whether early stopping ended the run.
+    pub stopped_early: bool,
+    /// Wall-clock seconds.
+    pub seconds: f32,
+}
+
+/// Classification accuracy of `forward` on a split, evaluated in batches.
+pub fn accuracy(forward: &dyn Fn(&Tensor) -> Result<Tensor>, split: Split, batch_size: usize) -> Result<f32> {
+    let n = split.y.len();
+    if n == 0 {
+        return Ok(0.0);
+    }
+    let preds = predict(forward, split.x, batch_size)?;
+    let correct = preds.iter().zip(split.y).filter(|(p, y)| p == y).count();
+    Ok(correct as f32 / n as f32)
+}
+
+/// Predicted classes of `forward` for all inputs, in batches.
+pub fn predict(forward: &dyn Fn(&Tensor) -> Result<Tensor>, x: &Tensor, batch_size: usize) -> Result<Vec<u32>> {
+    let n = x.dim(0)?;
+    let mut out = Vec::with_capacity(n);
+    let mut i = 0;
+    while i < n {
+        let len = batch_size.max(1).min(n - i);
+        out.extend(argmax(&forward(&x.narrow(0, i, len)?)?)?);
+        i += len;
+    }
+    Ok(out)
+}
+
+fn batch_of(x: &Tensor, y: &[u32], idx: &[usize], device: &Device) -> Result<(Tensor, Tensor)> {
+    let ids: Vec<u32> = idx.iter().map(|&i| i as u32).collect();
+    let ids = Tensor::from_vec(ids, idx.len(), device)?;
+    let xb = x.index_select(&ids, 0)?;
+    let yb: Vec<u32> = idx.iter().map(|&i| y[i]).collect();
+    Ok((xb, Tensor::from_vec(yb, idx.len(), device)?))
+}
+
+/// Trains `model` on `train`, optimising `groups`, and evaluates on `val` after every epoch.
+/// `label` names the run in the progress bar. A NaN or infinite loss stops with an error.
+pub fn train(
+    model: &mut dyn Trainable,
+    groups: Vec<ParamGroup>,
+    train: Split,
+    val: Option<Split>,
+    cfg: &TrainConfig,
+    ctx: &mut FitContext,
+    label: &str,
+) -> Result<TrainReport> {
+    cfg.validate().map_err(|m| GraftError::Config { method: label.to_string(), msg: m })?;
+    let n = train.y.len();
+    if n == 0 || train.x.dim(0)? != n {
+        return Err(GraftError::Data(format!(
+            "{label}: training inputs have {} rows but there are {n} labels",
+            train.x.dims().first().copied().unwrap_or(0)
+        )));
+    }
+    let device = ctx.device.clone();
+    let mut opt = Optimizer::new(groups)?;
+    let mut rng = SeededRng::derived(ctx.seed, "trainer");
+    let steps_per_epoch = n.div_ceil(cfg.batch_size);
+    let total = steps_per_epoch * cfg.epochs;
+    let bar = if ctx.progress {
+        let b = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+        b.set_style(
+            ProgressStyle::with_template("{prefix:>24} [{bar:30}] {pos}/{len} {msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        b.set_prefix(label.to_string());
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let start = Instant::now();
+    let mut report = TrainReport::default();
+    let mut best: Option<(f32, usize, ParamMap)> = None;
+    let mut since_best = 0;
+    let mut step = 0;
+    for epoch in 0..cfg.epochs {
+        let epoch_start = Instant::now();
+        let order = rng.permutation(n);
+        let (mut loss_sum, mut correct) = (0f64, 0usize);
+        let mut factor = 1.0;
+        for (b, idx) in order.chunks(cfg.batch_size).enumerate() {
+            factor = cfg.schedule.factor(step, total, steps_per_epoch, cfg.warmup_steps);
+            let (xb, yb) = batch_of(train.x, train.y, idx, &device)?;
+            let logits = model.train_logits(&xb, &mut rng)?;
+            let loss = candle_nn::loss::cross_entropy(&logits, &yb)?;
+            let lv = loss.to_scalar::<f32>()?;
+            if !lv.is_finite() {
+                bar.abandon();
+                return Err(GraftError::NonFiniteLoss { epoch, step: b, loss: lv });
+            }
+            let grads = loss.backward()?;
+            opt.step(&grads, factor)?;
+            model.after_step()?;
+            loss_sum += lv as f64 * idx.len() as f64;
+            correct += argmax(&logits)?.iter().zip(yb.to_vec1::<u32>()?).filter(|(p, y)| **p == *y).count();
+            step += 1;
+            bar.inc(1);
+        }
+        let eval = |x: &Tensor| model.eval_logits(x);
+        let val_acc = match val {
+            Some(v) if !v.y.is_empty() => Some(accuracy(&eval, v, 256)?),
+            _ => None,
+        };
+        let m = EpochMetrics {
+            epoch,
+            train_loss: (loss_sum / n as f64) as f32,
+            train_acc: correct as f32 / n as f32,
+            val_acc,
+            lr_factor: factor,
+            images_per_sec: n as f32 / epoch_start.elapsed().as_secs_f32().max(1e-9),
+            elapsed_sec: start.elapsed().as_secs_f32(),
+        };
+        bar.set_message(format!(
+            "loss {:.3} acc {:.3}{} {:.0} img/s",
+            m.train_loss,
+            m.train_acc,
+            m.val_acc.map(|a| format!(" val {a:.3}")).unwrap_or_default(),
+            m.images_per_sec
+        ));
+        if let Some(cb) = ctx.on_epoch.as_mut() {
+            cb(&m);
+        }
+        report.epochs.push(m);
+        report.best_epoch = epoch;
+        if let (Some(patience), Some(acc)) = (cfg.patience, val_acc) {
+            if best.as_ref().is_none_or(|(b, _, _)| acc > *b) {
+                best = Some((acc, epoch, model.state()?));
+                since_best = 0;
+            } else {
+                since_best += 1;
+                if since_best >= patience {
+                    report.stopped_early = true;
+                    break;
+                }
+            }
+        }
+    }
+    if let Some((_, epoch, state)) = best {
+        model.set_state(&state)?;
+        report.best_epoch = epoch;
+    }
+    bar.finish_and_clear();
+    report.seconds = start.elapsed().as_secs_f32();
+    Ok(report)
+}
