@@ -8,7 +8,7 @@ use candle_core::safetensors::Load;
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -36,7 +36,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| GraftError::io(dir, e))?;
     let file_name = path.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_else(|| "checkpoint".into());
-    let tmp: PathBuf = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let unique = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp: PathBuf = dir.join(format!(".{file_name}.{}.{unique}.tmp", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -50,15 +52,41 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Serialises tensors and string metadata to safetensors bytes.
+/// Serialises tensors and string metadata to safetensors bytes. The header lists metadata keys
+/// and tensors in sorted order, so the same content always gives the same bytes (and hash).
 pub fn to_safetensors_bytes(tensors: &ParamMap, metadata: &BTreeMap<String, String>) -> Result<Vec<u8>> {
-    let meta: HashMap<String, String> = metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    let contiguous = tensors
-        .iter()
-        .map(|(k, t)| Ok((k.clone(), t.contiguous()?)))
-        .collect::<Result<Vec<_>>>()?;
-    safetensors::serialize(contiguous.iter().map(|(k, t)| (k.as_str(), t)), Some(meta))
-        .map_err(|e| GraftError::Data(format!("cannot serialise tensors: {e}")))
+    use safetensors::View;
+    let mut header = serde_json::Map::new();
+    if !metadata.is_empty() {
+        let meta: serde_json::Map<String, serde_json::Value> =
+            metadata.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+        header.insert("__metadata__".into(), serde_json::Value::Object(meta));
+    }
+    let mut data = Vec::new();
+    for (name, t) in tensors {
+        let t = t.contiguous()?;
+        let bytes = View::data(&t);
+        let start = data.len();
+        data.extend_from_slice(&bytes);
+        header.insert(
+            name.clone(),
+            serde_json::json!({
+                "dtype": format!("{:?}", View::dtype(&t)),
+                "shape": t.dims(),
+                "data_offsets": [start, data.len()],
+            }),
+        );
+    }
+    let mut header_bytes = serde_json::to_vec(&serde_json::Value::Object(header))
+        .map_err(|e| GraftError::Data(format!("cannot serialise safetensors header: {e}")))?;
+    while header_bytes.len() % 8 != 0 {
+        header_bytes.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + header_bytes.len() + data.len());
+    out.extend_from_slice(&(header_bytes.len() as u64).to_le_bytes());
+    out.extend_from_slice(&header_bytes);
+    out.extend_from_slice(&data);
+    Ok(out)
 }
 
 /// Writes tensors and metadata to a safetensors file atomically; returns the file's SHA-256.

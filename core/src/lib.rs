@@ -12,6 +12,7 @@ pub mod init;
 pub mod method;
 pub mod optim;
 pub mod params;
+pub mod pretrain;
 pub mod registry;
 pub mod train;
 

@@ -68,9 +68,10 @@ pub fn build(name: &str, config: Option<&serde_json::Value>) -> Result<Box<dyn T
 /// error naming the key, the valid keys and the defaults.
 pub fn parse_config<C: MethodConfig>(method: &str, de: &mut dyn erased_serde::Deserializer) -> Result<C> {
     let defaults = || serde_json::to_string(&C::default()).unwrap_or_default();
-    let config: C = erased_serde::deserialize(de).map_err(|e| GraftError::Config {
-        method: method.to_string(),
-        msg: format!("{e}; defaults: {}", defaults()),
+    let config: C = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let at = if path == "." { String::new() } else { format!("key '{path}': ") };
+        GraftError::Config { method: method.to_string(), msg: format!("{at}{}; defaults: {}", e.inner(), defaults()) }
     })?;
     config.validate().map_err(|msg| GraftError::Config { method: method.to_string(), msg })?;
     Ok(config)

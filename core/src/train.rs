@@ -5,7 +5,7 @@ use crate::backbone::argmax;
 use crate::error::{GraftError, Result};
 use crate::init::SeededRng;
 use crate::method::FitContext;
-use crate::optim::{OptimizerSettings, Optimizer, ParamGroup, Schedule};
+use crate::optim::{Optimizer, OptimizerKind, OptimizerSettings, ParamGroup, Schedule};
 use crate::params::ParamMap;
 use candle_core::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -20,9 +20,22 @@ pub struct TrainConfig {
     pub epochs: usize,
     /// Images per step.
     pub batch_size: usize,
-    /// Optimiser of the method's main parameter group.
-    #[serde(flatten)]
-    pub optim: OptimizerSettings,
+    /// Update rule: `sgd`, `adam` or `adamw`.
+    pub optimizer: OptimizerKind,
+    /// Base learning rate (before the schedule).
+    pub lr: f64,
+    /// SGD momentum (0 = none).
+    pub momentum: f64,
+    /// Nesterov momentum (SGD only).
+    pub nesterov: bool,
+    /// Weight decay (L2 for sgd/adam, decoupled for adamw).
+    pub weight_decay: f64,
+    /// Adam β₁.
+    pub beta1: f64,
+    /// Adam β₂.
+    pub beta2: f64,
+    /// Adam ε.
+    pub eps: f64,
     /// Learning-rate schedule: `constant`, `cosine` or `{ step = { every, gamma } }`.
     pub schedule: Schedule,
     /// Linear warm-up steps before the schedule.
@@ -34,10 +47,18 @@ pub struct TrainConfig {
 
 impl Default for TrainConfig {
     fn default() -> Self {
+        let o = OptimizerSettings::default();
         Self {
             epochs: 10,
             batch_size: 64,
-            optim: OptimizerSettings::default(),
+            optimizer: o.optimizer,
+            lr: o.lr,
+            momentum: o.momentum,
+            nesterov: o.nesterov,
+            weight_decay: o.weight_decay,
+            beta1: o.beta1,
+            beta2: o.beta2,
+            eps: o.eps,
             schedule: Schedule::Cosine,
             warmup_steps: 0,
             patience: None,
@@ -57,7 +78,29 @@ impl TrainConfig {
         if let Schedule::Step { every: 0, .. } = self.schedule {
             return Err("train.schedule.step.every must be at least 1".into());
         }
-        self.optim.validate().map_err(|m| format!("train.{m}"))
+        self.optim().validate().map_err(|m| format!("train.{m}"))
+    }
+
+    /// The optimiser settings of the main parameter group.
+    pub fn optim(&self) -> OptimizerSettings {
+        OptimizerSettings {
+            optimizer: self.optimizer,
+            lr: self.lr,
+            momentum: self.momentum,
+            nesterov: self.nesterov,
+            weight_decay: self.weight_decay,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+        }
+    }
+
+    /// This config with `epochs`, `lr` and `optimizer` replaced (for method defaults).
+    pub fn with(mut self, epochs: usize, optimizer: OptimizerKind, lr: f64) -> Self {
+        self.epochs = epochs;
+        self.optimizer = optimizer;
+        self.lr = lr;
+        self
     }
 }
 

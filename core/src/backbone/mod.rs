@@ -5,12 +5,14 @@ mod graph;
 mod ops;
 mod resnet_cifar;
 mod spec;
+mod tuning;
 
 pub use graph::{is_bn_buffer, ConvDef, Unit, UnitDef, BN_PARAMS};
 pub use ops::{
     argmax, batch_moments, batch_norm, conv2d, global_avg_pool, linear, updated_running_stats, BN_EPS, BN_MOMENTUM,
 };
 pub use spec::{Arch, BackboneSpec, InputSpec};
+pub use tuning::TunedBackbone;
 
 use crate::error::{GraftError, Result};
 use crate::init::{kaiming_conv, linear_init, SeededRng};
@@ -386,7 +388,13 @@ impl Backbone {
         }
         if parts.is_empty() {
             let t = self.tap(tap)?;
-            return Ok(Tensor::zeros((0, t.channels), DType::F32, &self.device)?);
+            let u = &self.units[self.tap_index(tap)?];
+            let shape = if matches!(u.unit, Unit::GlobalAvgPool | Unit::Linear { .. }) {
+                vec![0, t.channels]
+            } else {
+                vec![0, t.channels, t.hw.0, t.hw.1]
+            };
+            return Ok(Tensor::zeros(shape, DType::F32, &self.device)?);
         }
         Ok(Tensor::cat(&parts, 0)?)
     }
