@@ -1,0 +1,138 @@
+//! The task model all four baselines produce, and the fitting procedure they share.
+
+use crate::net::{Body, Net};
+use graft_core::optim::ParamGroup;
+use graft_core::train::{train, Split, TrainConfig};
+use graft_core::{Delta, FitContext, Footprint, ParamMap, Result, Source, Task, TaskModel, Trainable};
+use candle_core::Tensor;
+
+/// How a baseline splits the network between the frozen source and what it trains.
+pub struct Plan {
+    /// Registered method name.
+    pub method: &'static str,
+    /// The method's config as JSON (stored with the delta).
+    pub config: serde_json::Value,
+    /// Frozen source tap whose output is the trainable net's input (`None`: images).
+    pub frozen_until: Option<String>,
+    /// Interconnections between frozen and trainable modules.
+    pub interconnections: usize,
+}
+
+/// A fitted baseline: frozen source up to a tap, then the trained net.
+pub struct BaselineModel {
+    plan: Plan,
+    source: Source,
+    net: Net,
+    num_classes: usize,
+}
+
+impl BaselineModel {
+    /// The input of the trainable net for `[0, 1]` images: frozen source features or the images.
+    fn net_input(&self, images: &Tensor) -> Result<Tensor> {
+        match &self.plan.frozen_until {
+            Some(tap) => Ok(self.source.backbone.run(images, None, tap, &[], &graft_core::NoHooks)?.output.detach()),
+            None => Ok(images.clone()),
+        }
+    }
+}
+
+impl TaskModel for BaselineModel {
+    fn method(&self) -> &str {
+        self.plan.method
+    }
+
+    fn num_classes(&self) -> usize {
+        self.num_classes
+    }
+
+    fn forward(&self, images: &Tensor) -> Result<Tensor> {
+        self.net.eval_logits(&self.net_input(images)?)
+    }
+
+    fn footprint(&self) -> Footprint {
+        let stored_bytes = self
+            .net
+            .state()
+            .map(|s| s.values().map(|t| t.elem_count() * t.dtype().size_in_bytes()).sum())
+            .unwrap_or(0);
+        let head = self.net.head.num_params();
+        let to = self.net.body.as_ref().map(|b| b.to.clone()).or_else(|| self.plan.frozen_until.clone());
+        let body_flops = to.map(|t| self.source.backbone.flops_between(None, &t).unwrap_or(0)).unwrap_or(0);
+        Footprint {
+            trainable_params: self.net.num_trainable(),
+            stored_bytes,
+            interconnections: self.plan.interconnections,
+            flops_per_image: body_flops + 2 * head as u64,
+        }
+    }
+
+    fn delta_tensors(&self) -> Result<ParamMap> {
+        self.net.state()
+    }
+
+    fn config_json(&self) -> serde_json::Value {
+        self.plan.config.clone()
+    }
+
+    fn source_hash(&self) -> &str {
+        &self.source.hash
+    }
+}
+
+/// Inputs of the trainable net for a split: frozen features (computed once: the cache) or images.
+fn split_input(source: &Source, plan: &Plan, images: &graft_core::ImageSet, device: &candle_core::Device) -> Result<Tensor> {
+    let x = images.images_tensor(device)?;
+    match &plan.frozen_until {
+        Some(tap) if !images.is_empty() => source.backbone.features(&x, tap, 256),
+        _ => Ok(x),
+    }
+}
+
+/// Trains `body` + a new head on `task` as `plan` says and returns the task model.
+pub fn fit_plan(
+    plan: Plan,
+    source: &Source,
+    task: &Task,
+    body: Option<Body>,
+    feature_tap: &str,
+    train_cfg: &TrainConfig,
+    ctx: &mut FitContext,
+) -> Result<Box<dyn TaskModel>> {
+    task.validate()?;
+    let device = ctx.device.clone();
+    let features = source.backbone.tap(feature_tap)?.channels;
+    let mut net = Net::new(body, features, task.num_classes, ctx.seed, &device)?;
+    let x = split_input(source, &plan, &task.train, &device)?;
+    let vx = split_input(source, &plan, &task.val, &device)?;
+    let groups = vec![ParamGroup { vars: net.all_vars(), settings: train_cfg.optim() }];
+    let label = format!("{} {}", plan.method, task.name);
+    train(
+        &mut net,
+        groups,
+        Split { x: &x, y: &task.train.labels },
+        Some(Split { x: &vx, y: &task.val.labels }),
+        train_cfg,
+        ctx,
+        &label,
+    )?;
+    Ok(Box::new(BaselineModel { plan, source: source.clone(), net, num_classes: task.num_classes }))
+}
+
+/// Restores a task model from its delta, with `body` rebuilt by the caller from the same tensors.
+pub fn load_plan(plan: Plan, source: &Source, delta: &Delta, body: Option<Body>) -> Result<Box<dyn TaskModel>> {
+    delta.check(source, plan.method)?;
+    let net = Net::from_tensors(body, &delta.tensors)?;
+    let classes = net.head.get(crate::net::HEAD_WEIGHT).map(|v| v.dims()[0]).unwrap_or(0);
+    if classes != delta.num_classes {
+        return Err(graft_core::GraftError::Incompatible(format!(
+            "stored head has {classes} outputs but the delta says {} classes",
+            delta.num_classes
+        )));
+    }
+    Ok(Box::new(BaselineModel { plan, source: source.clone(), net, num_classes: delta.num_classes }))
+}
+
+/// The delta's tensors that belong to the body (everything but the head).
+pub fn body_tensors(delta: &Delta) -> ParamMap {
+    delta.tensors.iter().filter(|(k, _)| !k.starts_with("head.")).map(|(k, v)| (k.clone(), v.clone())).collect()
+}
