@@ -6,6 +6,7 @@
 
 pub mod backbone;
 pub mod checkpoint;
+pub mod conformance;
 pub mod data;
 pub mod error;
 pub mod init;

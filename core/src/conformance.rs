@@ -1,0 +1,160 @@
+//! The conformance table every method crate runs from its tests (see `docs/adding-a-method.md`).
+//!
+//! A method crate lists one [`Case`] per configuration worth checking and calls [`check`] on
+//! each. The checks are the invariants every transfer method must keep: the source is never
+//! modified, only the method's own parameters are stored, save→load reproduces the logits
+//! bit for bit, configs round-trip and reject unknown keys, and the reported footprint matches
+//! the stored delta and the method's documented parameter-count formula.
+
+use crate::backbone::{Arch, BackboneSpec, InputSpec};
+use crate::checkpoint::{Provenance, Source};
+use crate::data::{ImageSet, Task};
+use crate::init::SeededRng;
+use crate::method::{FitContext, TaskModel};
+use crate::registry;
+use crate::Backbone;
+use candle_core::{Device, Tensor};
+
+/// One row of a method crate's conformance table.
+pub struct Case {
+    /// Registered method name.
+    pub method: &'static str,
+    /// Config to use (keep training short: one or two epochs).
+    pub config: serde_json::Value,
+    /// The documented trainable-parameter count for this source and task.
+    pub expected_trainable: fn(&Source, &Task) -> usize,
+}
+
+/// A tiny random source: resnet-cifar depth 8, width 4, input 1x8x8, 3 classes, with non-trivial
+/// BN statistics so that eval-mode BN is not the identity.
+pub fn tiny_source(seed: u64) -> Source {
+    let spec = BackboneSpec {
+        arch: Arch::ResnetCifar { depth: 8, width: 4 },
+        input: InputSpec::new(1, 8, 8),
+        num_classes: 3,
+    };
+    let dev = Device::Cpu;
+    let b = Backbone::init(spec.clone(), seed, &dev).expect("tiny backbone builds");
+    let mut rng = SeededRng::derived(seed, "conformance-bn");
+    let mut params = b.params().clone();
+    for (name, t) in params.iter_mut() {
+        let n = t.elem_count();
+        let v = if name.ends_with("running_var") {
+            rng.uniform_vec(n, 0.5, 1.5)
+        } else if name.ends_with("running_mean") || name.contains("bn") && name.ends_with(".bias") {
+            rng.uniform_vec(n, -0.2, 0.2)
+        } else if name.contains("bn") && name.ends_with(".weight") {
+            rng.uniform_vec(n, 0.8, 1.2)
+        } else {
+            continue;
+        };
+        *t = Tensor::from_vec(v, t.dims(), &dev).expect("shape matches");
+    }
+    let b = Backbone::from_params(spec, params, &dev).expect("same shapes");
+    Source::new(b, Provenance { dataset: "conformance (random init)".into(), ..Default::default() })
+        .expect("source hashes")
+}
+
+/// A seeded synthetic 3-class task on 1x8x8 images: each class brightens one region, plus noise.
+pub fn tiny_task(seed: u64) -> Task {
+    let mut rng = SeededRng::derived(seed, "conformance-task");
+    let mut make = |n: usize| {
+        let mut images = Vec::with_capacity(n * 64);
+        let mut labels = Vec::with_capacity(n);
+        for i in 0..n {
+            let class = (i % 3) as u32;
+            let noise = rng.uniform_vec(64, 0.0, 0.3);
+            for (p, v) in noise.into_iter().enumerate() {
+                let (r, c) = (p / 8, p % 8);
+                let lit = match class {
+                    0 => r < 3,
+                    1 => r >= 5,
+                    _ => c >= 3 && c < 6,
+                };
+                images.push(if lit { v + 0.7 } else { v });
+            }
+            labels.push(class);
+        }
+        ImageSet::new(images, labels, 1, 8, 8).expect("consistent sizes")
+    };
+    let (train, val, test) = (make(48), make(24), make(24));
+    Task {
+        name: "conformance".into(),
+        num_classes: 3,
+        class_names: vec!["top".into(), "bottom".into(), "middle".into()],
+        train,
+        val,
+        test,
+        provenance: format!("synthetic, seed {seed}"),
+    }
+}
+
+fn bits(t: &Tensor) -> Vec<u32> {
+    t.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("f32 tensor").into_iter().map(f32::to_bits).collect()
+}
+
+fn logits(model: &dyn TaskModel, x: &Tensor) -> Vec<u32> {
+    bits(&model.forward(x).expect("forward works"))
+}
+
+/// Runs every invariant on `case`, panicking with a message that names the method and the
+/// broken invariant.
+pub fn check(case: &Case) {
+    let m = case.method;
+    let dev = Device::Cpu;
+    let source = tiny_source(7);
+    let task = tiny_task(7);
+    let before: Vec<(String, Vec<u32>)> = source.backbone.params().iter().map(|(k, v)| (k.clone(), bits(v))).collect();
+
+    // Config round trip and unknown keys.
+    let method = registry::build(m, Some(&case.config)).unwrap_or_else(|e| panic!("{m}: config rejected: {e}"));
+    let again = registry::build(m, Some(&method.config_json())).unwrap_or_else(|e| panic!("{m}: saved config rejected: {e}"));
+    assert_eq!(again.config_json(), method.config_json(), "{m}: config does not round-trip");
+    let entry = registry::find(m).expect("registered");
+    let defaults = registry::build(m, None).expect("defaults build");
+    assert_eq!(defaults.config_json(), (entry.default_config)(), "{m}: default_config differs from Default");
+    let mut bad = case.config.clone();
+    bad.as_object_mut().expect("config is a JSON object").insert("no_such_key".into(), 1.into());
+    let err = registry::build(m, Some(&bad)).err().unwrap_or_else(|| panic!("{m}: unknown key accepted"));
+    assert!(err.to_string().contains("no_such_key"), "{m}: unknown-key error does not name the key: {err}");
+
+    // Fit: the source stays bit-identical.
+    let model = method.fit(&source, &task, &mut FitContext::new(dev.clone(), 3)).unwrap_or_else(|e| panic!("{m}: fit failed: {e}"));
+    let after: Vec<(String, Vec<u32>)> = source.backbone.params().iter().map(|(k, v)| (k.clone(), bits(v))).collect();
+    assert!(before == after, "{m}: fitting modified the frozen source");
+    assert_eq!(model.method(), m);
+    assert_eq!(model.num_classes(), task.num_classes);
+
+    // Only the method's own parameters are stored, under `<method>.` or `head.`.
+    let delta = model.delta().expect("delta");
+    assert!(!delta.tensors.is_empty(), "{m}: empty delta");
+    for k in delta.tensors.keys() {
+        assert!(
+            k.starts_with(&format!("{m}.")) || k.starts_with("head."),
+            "{m}: stored tensor '{k}' is not under '{m}.' or 'head.'"
+        );
+    }
+
+    // Footprint agrees with the delta and the documented formula.
+    let fp = model.footprint();
+    assert_eq!(fp.stored_bytes, delta.tensor_bytes(), "{m}: footprint.stored_bytes differs from the delta's bytes");
+    assert_eq!(fp.trainable_params, (case.expected_trainable)(&source, &task), "{m}: trainable params differ from the documented formula");
+    assert!(fp.flops_per_image > 0, "{m}: FLOPs not reported");
+
+    // Evaluation is deterministic and save→load reproduces the logits bit for bit.
+    let x = task.test.images_tensor(&dev).expect("tensor");
+    let first = logits(model.as_ref(), &x);
+    assert_eq!(first, logits(model.as_ref(), &x), "{m}: evaluation is not deterministic");
+    let dir = std::env::temp_dir().join(format!("graft-conformance-{m}-{}", std::process::id()));
+    let path = dir.join("task.safetensors");
+    model.save(&path).unwrap_or_else(|e| panic!("{m}: save failed: {e}"));
+    let loaded = registry::load_task_model(&source, &path, &dev).unwrap_or_else(|e| panic!("{m}: load failed: {e}"));
+    assert!(first == logits(loaded.as_ref(), &x), "{m}: save→load changed the logits");
+    assert_eq!(loaded.footprint(), fp, "{m}: footprint changed by save→load");
+
+    // A delta refuses a different source.
+    let other = tiny_source(8);
+    let err = registry::load_task_model(&other, &path, &dev).err().unwrap_or_else(|| panic!("{m}: loaded onto a different source"));
+    assert!(err.to_string().contains("source"), "{m}: wrong-source error does not say so: {err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

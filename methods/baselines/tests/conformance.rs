@@ -1,0 +1,67 @@
+//! The baselines' rows of the graft-core conformance table.
+
+use graft_core::conformance::{check, Case};
+use graft_core::{Source, Task};
+use serde_json::json;
+
+use graft_baselines as _;
+
+fn short() -> serde_json::Value {
+    json!({ "train": { "epochs": 2, "batch_size": 16 } })
+}
+
+/// Head of a linear layer on `features`: (features + 1) × classes.
+fn head(features: usize, task: &Task) -> usize {
+    (features + 1) * task.num_classes
+}
+
+fn pool_channels(s: &Source) -> usize {
+    s.backbone.tap("pool").unwrap().channels
+}
+
+/// Trainable scalars of the named backbone parameters (BN running statistics excluded).
+fn params_where(s: &Source, keep: impl Fn(&str) -> bool) -> usize {
+    s.backbone
+        .params()
+        .iter()
+        .filter(|(k, _)| keep(k) && !graft_core::backbone::is_bn_buffer(k))
+        .map(|(_, t)| t.elem_count())
+        .sum()
+}
+
+#[test]
+fn linear_probe_conforms() {
+    check(&Case {
+        method: "linear-probe",
+        config: short(),
+        expected_trainable: |s, t| head(pool_channels(s), t),
+    });
+}
+
+#[test]
+fn feature_extractor_conforms() {
+    // The last stage of resnet-cifar lives under `layer3.`.
+    check(&Case {
+        method: "feature-extractor",
+        config: short(),
+        expected_trainable: |s, t| params_where(s, |k| k.starts_with("layer3.")) + head(pool_channels(s), t),
+    });
+}
+
+#[test]
+fn fine_tune_conforms() {
+    check(&Case {
+        method: "fine-tune",
+        config: short(),
+        expected_trainable: |s, t| params_where(s, |k| !k.starts_with("fc.")) + head(pool_channels(s), t),
+    });
+}
+
+#[test]
+fn scratch_conforms() {
+    check(&Case {
+        method: "scratch",
+        config: short(),
+        expected_trainable: |s, t| params_where(s, |k| !k.starts_with("fc.")) + head(pool_channels(s), t),
+    });
+}
