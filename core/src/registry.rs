@@ -56,12 +56,37 @@ pub fn duplicate_names() -> Vec<&'static str> {
     dups
 }
 
-/// Builds method `name` from a JSON config (`None` = defaults).
+/// Builds method `name` from a JSON config (`None` = defaults). The given keys are laid over the
+/// method's defaults, table by table, so `{"train": {"epochs": 3}}` changes only the epochs and
+/// keeps the method's own learning rate and optimiser.
 pub fn build(name: &str, config: Option<&serde_json::Value>) -> Result<Box<dyn TransferMethod>> {
     let entry = find(name)?;
-    let value = config.cloned().unwrap_or_else(|| serde_json::Value::Object(Default::default()));
+    let mut value = (entry.default_config)();
+    match config {
+        // Anything but a table goes to the config reader as is, which rejects it with the defaults.
+        Some(c) if !c.is_object() => value = c.clone(),
+        Some(c) => overlay(&mut value, c),
+        None => {}
+    }
     let mut de = <dyn erased_serde::Deserializer>::erase(value);
     (entry.build)(&mut de)
+}
+
+/// Lays `top` over `base`: objects merge key by key (recursively), anything else replaces.
+pub fn overlay(base: &mut serde_json::Value, top: &serde_json::Value) {
+    match (base, top) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(t)) => {
+            for (k, v) in t {
+                match b.get_mut(k) {
+                    Some(slot) => overlay(slot, v),
+                    None => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (b, t) => *b = t.clone(),
+    }
 }
 
 /// Reads a config of type `C` for `method`; unknown keys, wrong types and invalid values give an
@@ -90,4 +115,17 @@ pub fn load_task_model(source: &Source, path: &Path, device: &Device) -> Result<
         .map_err(|e| GraftError::checkpoint(path, format!("stored config cannot be used: {e}")))?;
     delta.check(source, method.name())?;
     method.load(source, &delta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::overlay;
+    use serde_json::json;
+
+    #[test]
+    fn overlay_merges_tables_and_replaces_values() {
+        let mut base = json!({"a": 1, "t": {"x": 1, "y": 2}, "l": [1, 2]});
+        overlay(&mut base, &json!({"t": {"y": 5, "z": 6}, "l": [3], "b": true}));
+        assert_eq!(base, json!({"a": 1, "t": {"x": 1, "y": 5, "z": 6}, "l": [3], "b": true}));
+    }
 }

@@ -65,3 +65,23 @@ fn scratch_conforms() {
         expected_trainable: |s, t| params_where(s, |k| !k.starts_with("fc.")) + head(pool_channels(s), t),
     });
 }
+
+#[test]
+fn all_four_baselines_are_registered_once() {
+    let names: Vec<_> = graft_core::registry::methods().iter().map(|e| e.name).collect();
+    for m in ["linear-probe", "feature-extractor", "fine-tune", "scratch"] {
+        assert!(names.contains(&m), "{m} not registered: {names:?}");
+        assert!(graft_core::registry::find(m).is_ok());
+    }
+    assert!(graft_core::registry::duplicate_names().is_empty());
+}
+
+#[test]
+fn a_partial_train_table_keeps_the_methods_other_defaults() {
+    let m = graft_core::registry::build("fine-tune", Some(&json!({ "train": { "epochs": 3 } }))).unwrap();
+    let c = m.config_json();
+    let d = graft_baselines::FineTuneConfig::default();
+    assert_eq!(c["train"]["epochs"], 3);
+    assert_eq!(c["train"]["lr"], d.train.lr);
+    assert_eq!(c["train"]["optimizer"], json!(d.train.optimizer));
+}
