@@ -10,6 +10,7 @@ pub mod conformance;
 pub mod data;
 pub mod error;
 pub mod init;
+pub mod kernels;
 pub mod method;
 pub mod optim;
 pub mod params;

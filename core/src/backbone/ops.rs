@@ -10,8 +10,15 @@ pub const BN_EPS: f64 = 1e-5;
 pub const BN_MOMENTUM: f64 = 0.1;
 
 /// 2-D convolution of `x (n, c, h, w)` with `weight` (and optional bias) per `def`.
+///
+/// f32 on the CPU uses graft's fast kernel ([`crate::kernels::conv2d`]); anything else candle's.
 pub fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, def: &ConvDef) -> Result<Tensor> {
-    let y = x.conv2d(weight, def.padding, def.stride, 1, def.groups)?;
+    let fast = x.device().is_cpu() && x.dtype() == DType::F32 && weight.dtype() == DType::F32;
+    let y = if fast {
+        crate::kernels::conv2d(x, weight, def.stride, def.padding, def.groups)?
+    } else {
+        x.conv2d(weight, def.padding, def.stride, 1, def.groups)?
+    };
     Ok(match bias {
         Some(b) => y.broadcast_add(&b.reshape((1, def.out_channels, 1, 1))?)?,
         None => y,

@@ -1,0 +1,584 @@
+//! Fast f32 CPU 2-D convolution (NCHW, OIHW weights) with its own backward.
+//!
+//! Forward: per image and per tile of output rows, im2col (`K = Cin/groups·kh·kw` rows, one
+//! column per output position of the tile) and one `gemm` of `W (Cout/groups × K) · col`. The
+//! tiles keep the column buffer in L2 and give work to both cores even at batch 1. A 1x1,
+//! stride-1, unpadded conv reads the input directly (no im2col).
+//!
+//! Backward w.r.t. the input: per image `colgrad = Wᵀ · dY` and col2im (scatter-add).
+//! Backward w.r.t. the weight: `dW = Σ_n dY_n · col_nᵀ`, accumulated in per-thread partial sums
+//! that are reduced at the end. Both are custom ops of their own (no second-order gradients).
+//!
+//! Dilation is always 1. Work is spread over rayon's global pool; each `gemm` call is serial.
+
+use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+/// Target size (in f32s) of one im2col tile: 64K floats = 256 KiB, about half an L2.
+const COL_TILE_FLOATS: usize = 64 * 1024;
+/// Fewest output positions per tile (below this the gemm gets inefficient).
+const MIN_TILE_COLS: usize = 256;
+
+/// Convolution geometry, validated.
+#[derive(Clone, Copy, Debug)]
+struct Geom {
+    n: usize,
+    cin: usize,
+    h: usize,
+    w: usize,
+    cout: usize,
+    kh: usize,
+    kw: usize,
+    stride: usize,
+    pad: usize,
+    groups: usize,
+    hout: usize,
+    wout: usize,
+}
+
+impl Geom {
+    /// Geometry of `x (n, cin, h, w)` convolved with `w (cout, cin/groups, kh, kw)`.
+    fn new(x: &[usize], wt: &[usize], stride: usize, pad: usize, groups: usize) -> Result<Self> {
+        if x.len() != 4 || wt.len() != 4 {
+            bail!("graft conv2d: expected 4-D input (n,c,h,w) and weight (o,i,kh,kw), got {x:?} and {wt:?}");
+        }
+        if stride == 0 || groups == 0 {
+            bail!("graft conv2d: stride ({stride}) and groups ({groups}) must be positive");
+        }
+        let (n, cin, h, w) = (x[0], x[1], x[2], x[3]);
+        let (cout, cin_g, kh, kw) = (wt[0], wt[1], wt[2], wt[3]);
+        if cin % groups != 0 || cout % groups != 0 || cin / groups != cin_g {
+            bail!(
+                "graft conv2d: input {x:?} and weight {wt:?} do not fit groups={groups} \
+                 (need cin % groups == 0, cout % groups == 0, weight dim 1 == cin / groups)"
+            );
+        }
+        if cin == 0 || cout == 0 || h == 0 || w == 0 {
+            bail!("graft conv2d: empty channels or spatial size: input {x:?}, weight {wt:?}");
+        }
+        if kh == 0 || kw == 0 || h + 2 * pad < kh || w + 2 * pad < kw {
+            bail!("graft conv2d: kernel {kh}x{kw} does not fit input {h}x{w} with padding {pad}");
+        }
+        let hout = (h + 2 * pad - kh) / stride + 1;
+        let wout = (w + 2 * pad - kw) / stride + 1;
+        Ok(Self { n, cin, h, w, cout, kh, kw, stride, pad, groups, hout, wout })
+    }
+
+    fn cin_g(&self) -> usize {
+        self.cin / self.groups
+    }
+    fn cout_g(&self) -> usize {
+        self.cout / self.groups
+    }
+    /// Rows of the im2col matrix (= columns of the per-group weight matrix).
+    fn k(&self) -> usize {
+        self.cin_g() * self.kh * self.kw
+    }
+    fn hw_in(&self) -> usize {
+        self.h * self.w
+    }
+    fn hw_out(&self) -> usize {
+        self.hout * self.wout
+    }
+    /// 1x1, stride 1, no padding: the input is its own im2col matrix.
+    fn pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == 0
+    }
+    /// Output rows per im2col tile.
+    fn tile_rows(&self) -> usize {
+        let cols = (COL_TILE_FLOATS / self.k()).max(MIN_TILE_COLS);
+        let rows = (cols / self.wout).clamp(1, self.hout);
+        // Balance the tiles: the same number of tiles, as even as possible.
+        self.hout.div_ceil(self.hout.div_ceil(rows))
+    }
+    /// Number of row tiles per image.
+    fn tiles(&self) -> usize {
+        self.hout.div_ceil(self.tile_rows())
+    }
+    /// Output rows `[oh0, oh1)` of tile `t`.
+    fn tile(&self, t: usize) -> (usize, usize) {
+        let r = self.tile_rows();
+        (t * r, ((t + 1) * r).min(self.hout))
+    }
+    fn out_shape(&self) -> Shape {
+        Shape::from((self.n, self.cout, self.hout, self.wout))
+    }
+    /// `(start, end)` of the output columns `ow` whose input column `ow·s + kj - pad` is inside
+    /// the image; empty when `start >= end`.
+    fn valid_ow(&self, kj: usize) -> (usize, usize) {
+        let (s, p) = (self.stride, self.pad);
+        let lo = if p > kj { (p - kj).div_ceil(s) } else { 0 }.min(self.wout);
+        let hi = if self.w + p > kj { ((self.w - 1 + p - kj) / s + 1).min(self.wout) } else { 0 };
+        (lo, hi)
+    }
+}
+
+/// im2col of one group of one image (`x`: `cin_g × h × w`) for output rows `[oh0, oh1)`, into
+/// `col` (`K × nc` row-major, `nc = (oh1-oh0)·wout`).
+fn im2col(x: &[f32], g: &Geom, oh0: usize, oh1: usize, col: &mut [f32]) {
+    let (h, w, s, wout) = (g.h, g.w, g.stride, g.wout);
+    let nc = (oh1 - oh0) * wout;
+    let mut row = 0;
+    for c in 0..g.cin_g() {
+        let xc = &x[c * h * w..(c + 1) * h * w];
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                let (lo, hi) = g.valid_ow(kj);
+                let dst = &mut col[row * nc..(row + 1) * nc];
+                row += 1;
+                if s == 1 && wout == w {
+                    im2col_row_same(xc, g, oh0, oh1, ki, kj, dst);
+                    continue;
+                }
+                for (r, oh) in (oh0..oh1).enumerate() {
+                    let d = &mut dst[r * wout..(r + 1) * wout];
+                    let ih = oh * s + ki;
+                    if ih < g.pad || ih - g.pad >= h || lo >= hi {
+                        d.fill(0.0);
+                        continue;
+                    }
+                    let xr = &xc[(ih - g.pad) * w..(ih - g.pad + 1) * w];
+                    d[..lo].fill(0.0);
+                    d[hi..].fill(0.0);
+                    let iw0 = lo * s + kj - g.pad;
+                    if s == 1 {
+                        d[lo..hi].copy_from_slice(&xr[iw0..iw0 + (hi - lo)]);
+                    } else {
+                        for (i, v) in d[lo..hi].iter_mut().enumerate() {
+                            *v = xr[iw0 + i * s];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One im2col row (tap `(ki, kj)` of one channel `xc`) when stride is 1 and the output is as
+/// wide as the input: the valid output rows map to one contiguous run of the input, so copy it
+/// in one go and then zero the few border columns that wrapped around to a neighbouring row.
+fn im2col_row_same(xc: &[f32], g: &Geom, oh0: usize, oh1: usize, ki: usize, kj: usize, dst: &mut [f32]) {
+    let (h, w, p) = (g.h, g.w, g.pad);
+    let (lo, hi) = g.valid_ow(kj);
+    // Output rows whose input row oh + ki - p lies inside the image.
+    let a = oh0.max(p.saturating_sub(ki)).min(oh1);
+    let b = oh1.min((h + p).saturating_sub(ki)).max(a);
+    dst[..(a - oh0) * w].fill(0.0);
+    dst[(b - oh0) * w..].fill(0.0);
+    if a == b {
+        return;
+    }
+    let run = &mut dst[(a - oh0) * w..(b - oh0) * w];
+    // Input index of run[0]; may fall before the channel (only for border columns).
+    let start = ((a + ki - p) * w) as isize + kj as isize - p as isize;
+    let skip = (-start).max(0) as usize;
+    let src0 = (start + skip as isize) as usize;
+    let len = (run.len() - skip).min(xc.len() - src0);
+    run[skip..skip + len].copy_from_slice(&xc[src0..src0 + len]);
+    for r in run.chunks_exact_mut(w) {
+        r[..lo].fill(0.0);
+        r[hi..].fill(0.0);
+    }
+}
+
+/// col2im with accumulation: the transpose of [`im2col`], adding `col` into `dx` (`cin_g × h × w`).
+fn col2im_add(col: &[f32], g: &Geom, oh0: usize, oh1: usize, dx: &mut [f32]) {
+    let (h, w, s, wout) = (g.h, g.w, g.stride, g.wout);
+    let nc = (oh1 - oh0) * wout;
+    let mut row = 0;
+    for c in 0..g.cin_g() {
+        let dxc = &mut dx[c * h * w..(c + 1) * h * w];
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                let (lo, hi) = g.valid_ow(kj);
+                let src = &col[row * nc..(row + 1) * nc];
+                row += 1;
+                if lo >= hi {
+                    continue;
+                }
+                for (r, oh) in (oh0..oh1).enumerate() {
+                    let ih = oh * s + ki;
+                    if ih < g.pad || ih - g.pad >= h {
+                        continue;
+                    }
+                    let d = &src[r * wout + lo..r * wout + hi];
+                    let xr = &mut dxc[(ih - g.pad) * w..(ih - g.pad + 1) * w];
+                    let iw0 = lo * s + kj - g.pad;
+                    if s == 1 {
+                        for (a, b) in xr[iw0..iw0 + (hi - lo)].iter_mut().zip(d) {
+                            *a += *b;
+                        }
+                    } else {
+                        for (i, b) in d.iter().enumerate() {
+                            xr[iw0 + i * s] += *b;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A raw pointer that may be shared between rayon tasks writing disjoint regions.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+impl SendPtr {
+    // A method (not field access) so closures capture the whole Send wrapper.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// `dst (m × n) = [dst +] lhs (m × k) · rhs (k × n)`, strides as (row, column), serial.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+unsafe fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    dst_cs: usize,
+    accumulate: bool,
+    lhs: *const f32,
+    lhs_rs: usize,
+    lhs_cs: usize,
+    rhs: *const f32,
+    rhs_rs: usize,
+    rhs_cs: usize,
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        dst_cs as isize,
+        dst_rs as isize,
+        accumulate,
+        lhs,
+        lhs_cs as isize,
+        lhs_rs as isize,
+        rhs,
+        rhs_cs as isize,
+        rhs_rs as isize,
+        1.0,
+        1.0,
+        false,
+        false,
+        false,
+        Parallelism::None,
+    )
+}
+
+/// Forward: `y (n, cout, hout, wout)`.
+fn forward(x: &[f32], wt: &[f32], g: &Geom) -> Vec<f32> {
+    let (k, cin_g, cout_g, hw_in, hw_out) = (g.k(), g.cin_g(), g.cout_g(), g.hw_in(), g.hw_out());
+    let len = g.n * g.cout * hw_out;
+    let mut y: Vec<f32> = Vec::with_capacity(len);
+    // Written in full below (every image × tile × group block) before `set_len`.
+    let yp = SendPtr(y.spare_capacity_mut().as_mut_ptr().cast::<f32>());
+    let tiles = g.tiles();
+    (0..g.n * tiles).into_par_iter().for_each_init(Vec::<f32>::new, |col, item| {
+        let (img, t) = (item / tiles, item % tiles);
+        let (oh0, oh1) = g.tile(t);
+        let nc = (oh1 - oh0) * g.wout;
+        for gi in 0..g.groups {
+            let xg = &x[(img * g.cin + gi * cin_g) * hw_in..][..cin_g * hw_in];
+            let wg = &wt[gi * cout_g * k..][..cout_g * k];
+            let (rhs, rhs_rs) = if g.pointwise() {
+                (xg[oh0 * g.wout..].as_ptr(), hw_in)
+            } else {
+                col.resize(k * nc, 0.0);
+                im2col(xg, g, oh0, oh1, col);
+                (col.as_ptr(), nc)
+            };
+            // SAFETY: each (image, tile, group) writes its own rows × columns block of y, and
+            // all pointers stay inside their buffers for the given sizes and strides.
+            unsafe {
+                let dst = yp.get().add((img * g.cout + gi * cout_g) * hw_out + oh0 * g.wout);
+                matmul(cout_g, nc, k, dst, hw_out, 1, false, wg.as_ptr(), k, 1, rhs, rhs_rs, 1);
+            }
+        }
+    });
+    // SAFETY: the gemm calls above (read_dst = false, k >= 1) wrote all `len` elements.
+    unsafe { y.set_len(len) };
+    y
+}
+
+/// Gradient w.r.t. the input: `dx (n, cin, h, w)` from `dy (n, cout, hout, wout)`.
+///
+/// Stride 1 with a square kernel and `pad < k` (every 3x3 "same" conv): a forward conv of `dy`
+/// with the flipped, transposed weight and padding `k - 1 - pad` — a long-K gemm and no
+/// scatter-add. Otherwise `Wᵀ · dY` per tile and col2im.
+fn input_grad(dy: &[f32], wt: &[f32], g: &Geom) -> Vec<f32> {
+    let (k, cin_g, cout_g, hw_in, hw_out) = (g.k(), g.cin_g(), g.cout_g(), g.hw_in(), g.hw_out());
+    if g.stride == 1 && g.kh == g.kw && g.pad < g.kh && !g.pointwise() {
+        let (kh, kw) = (g.kh, g.kw);
+        // wf[gi·cin_g + ci, co, ki, kj] = w[gi·cout_g + co, ci, kh-1-ki, kw-1-kj]
+        let mut wf = vec![0f32; wt.len()];
+        for gi in 0..g.groups {
+            for co in 0..cout_g {
+                for ci in 0..cin_g {
+                    let src = &wt[((gi * cout_g + co) * cin_g + ci) * kh * kw..][..kh * kw];
+                    let dst = &mut wf[((gi * cin_g + ci) * cout_g + co) * kh * kw..][..kh * kw];
+                    for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
+                        *d = *s;
+                    }
+                }
+            }
+        }
+        let xd = [g.n, g.cout, g.hout, g.wout];
+        let wd = [g.cin, cout_g, kh, kw];
+        if let Ok(gt) = Geom::new(&xd, &wd, 1, kh - 1 - g.pad, g.groups) {
+            debug_assert_eq!((gt.hout, gt.wout), (g.h, g.w));
+            return forward(dy, &wf, &gt);
+        }
+    }
+    let mut dx = vec![0f32; g.n * g.cin * hw_in];
+    if dx.is_empty() {
+        return dx;
+    }
+    dx.par_chunks_mut(g.cin * hw_in).enumerate().for_each_init(Vec::<f32>::new, |col, (img, dxi)| {
+        for gi in 0..g.groups {
+            let dyg = &dy[(img * g.cout + gi * cout_g) * hw_out..][..cout_g * hw_out];
+            let wg = &wt[gi * cout_g * k..][..cout_g * k];
+            let dxg = &mut dxi[gi * cin_g * hw_in..][..cin_g * hw_in];
+            if g.pointwise() {
+                // SAFETY: dxg is cin_g × hw, wgᵀ is cin_g × cout_g, dyg is cout_g × hw.
+                unsafe {
+                    matmul(cin_g, hw_in, cout_g, dxg.as_mut_ptr(), hw_in, 1, false, wg.as_ptr(), 1, k, dyg.as_ptr(), hw_out, 1);
+                }
+                continue;
+            }
+            for t in 0..g.tiles() {
+                let (oh0, oh1) = g.tile(t);
+                let nc = (oh1 - oh0) * g.wout;
+                col.resize(k * nc, 0.0);
+                // SAFETY: col is k × nc, wgᵀ is k × cout_g, the dy tile is cout_g × nc (row stride hw_out).
+                unsafe {
+                    let rhs = dyg[oh0 * g.wout..].as_ptr();
+                    matmul(k, nc, cout_g, col.as_mut_ptr(), nc, 1, false, wg.as_ptr(), 1, k, rhs, hw_out, 1);
+                }
+                col2im_add(&col[..k * nc], g, oh0, oh1, dxg);
+            }
+        }
+    });
+    dx
+}
+
+/// Gradient w.r.t. the weight: `dw (cout, cin/groups, kh, kw)`.
+fn weight_grad(x: &[f32], dy: &[f32], g: &Geom) -> Vec<f32> {
+    let (k, cin_g, cout_g, hw_in, hw_out) = (g.k(), g.cin_g(), g.cout_g(), g.hw_in(), g.hw_out());
+    let wlen = g.cout * k;
+    let tiles = g.tiles();
+    (0..g.n * tiles)
+        .into_par_iter()
+        .fold(
+            || (vec![0f32; wlen], Vec::<f32>::new()),
+            |(mut acc, mut col), item| {
+                let (img, t) = (item / tiles, item % tiles);
+                let (oh0, oh1) = g.tile(t);
+                let nc = (oh1 - oh0) * g.wout;
+                for gi in 0..g.groups {
+                    let xg = &x[(img * g.cin + gi * cin_g) * hw_in..][..cin_g * hw_in];
+                    let dyg = &dy[(img * g.cout + gi * cout_g) * hw_out..][..cout_g * hw_out];
+                    // colᵀ as an nc × k matrix: (row stride, column stride).
+                    let (rhs, rhs_rs, rhs_cs) = if g.pointwise() {
+                        (xg[oh0 * g.wout..].as_ptr(), 1, hw_in)
+                    } else {
+                        col.resize(k * nc, 0.0);
+                        im2col(xg, g, oh0, oh1, &mut col);
+                        (col.as_ptr(), 1, nc)
+                    };
+                    let dst = &mut acc[gi * cout_g * k..][..cout_g * k];
+                    // SAFETY: dst is cout_g × k, the dy tile is cout_g × nc, colᵀ is nc × k.
+                    unsafe {
+                        let lhs = dyg[oh0 * g.wout..].as_ptr();
+                        matmul(cout_g, k, nc, dst.as_mut_ptr(), k, 1, true, lhs, hw_out, 1, rhs, rhs_rs, rhs_cs);
+                    }
+                }
+                (acc, col)
+            },
+        )
+        .map(|(acc, _)| acc)
+        .reduce(
+            || vec![0f32; wlen],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(a, b)| *a += *b);
+                a
+            },
+        )
+}
+
+/// The contiguous f32 data of a CPU storage.
+fn f32_data<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    let data = match s {
+        CpuStorage::F32(d) => d,
+        _ => bail!("graft conv2d: {what} must be f32 (use candle's conv2d for other dtypes)"),
+    };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => bail!("graft conv2d: {what} must be contiguous"),
+    }
+}
+
+/// The forward op; `arg1` is the input, `arg2` the weight.
+#[derive(Clone, Copy, Debug)]
+struct Conv2dOp {
+    stride: usize,
+    padding: usize,
+    groups: usize,
+}
+
+impl CustomOp2 for Conv2dOp {
+    fn name(&self) -> &'static str {
+        "graft-conv2d"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let g = Geom::new(l1.dims(), l2.dims(), self.stride, self.padding, self.groups)?;
+        let y = forward(f32_data(s1, l1, "input")?, f32_data(s2, l2, "weight")?, &g);
+        Ok((CpuStorage::F32(y), g.out_shape()))
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        // A leaf that is not a variable never receives its gradient: skip the work.
+        let dx = if x.track_op() {
+            let (_, _, h, wd) = x.dims4()?;
+            Some(conv2d_input_grad(dy, w, (h, wd), self.stride, self.padding, self.groups)?)
+        } else {
+            None
+        };
+        let dw = if w.track_op() {
+            let (_, _, kh, kw) = w.dims4()?;
+            Some(conv2d_weight_grad(x, dy, (kh, kw), self.stride, self.padding, self.groups)?)
+        } else {
+            None
+        };
+        Ok((dx, dw))
+    }
+}
+
+/// Input-gradient op; `arg1` is `dy`, `arg2` the weight.
+#[derive(Clone, Copy, Debug)]
+struct InputGradOp {
+    h: usize,
+    w: usize,
+    stride: usize,
+    padding: usize,
+    groups: usize,
+}
+
+impl CustomOp2 for InputGradOp {
+    fn name(&self) -> &'static str {
+        "graft-conv2d-input-grad"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (dyd, wd) = (l1.dims(), l2.dims());
+        if dyd.len() != 4 || wd.len() != 4 {
+            bail!("graft conv2d input grad: expected 4-D dy and weight, got {dyd:?} and {wd:?}");
+        }
+        let xdims = [dyd[0], wd[1] * self.groups, self.h, self.w];
+        let g = Geom::new(&xdims, wd, self.stride, self.padding, self.groups)?;
+        if dyd != g.out_shape().dims() {
+            bail!("graft conv2d input grad: dy {dyd:?} does not match output {:?}", g.out_shape());
+        }
+        let dx = input_grad(f32_data(s1, l1, "dy")?, f32_data(s2, l2, "weight")?, &g);
+        Ok((CpuStorage::F32(dx), Shape::from(xdims.to_vec())))
+    }
+}
+
+/// Weight-gradient op; `arg1` is the input, `arg2` is `dy`.
+#[derive(Clone, Copy, Debug)]
+struct WeightGradOp {
+    kh: usize,
+    kw: usize,
+    stride: usize,
+    padding: usize,
+    groups: usize,
+}
+
+impl CustomOp2 for WeightGradOp {
+    fn name(&self) -> &'static str {
+        "graft-conv2d-weight-grad"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (xd, dyd) = (l1.dims(), l2.dims());
+        if xd.len() != 4 || dyd.len() != 4 {
+            bail!("graft conv2d weight grad: expected 4-D input and dy, got {xd:?} and {dyd:?}");
+        }
+        if self.groups == 0 || xd[1] % self.groups != 0 {
+            bail!("graft conv2d weight grad: groups {} does not divide input channels {}", self.groups, xd[1]);
+        }
+        let wdims = [dyd[1], xd[1] / self.groups, self.kh, self.kw];
+        let g = Geom::new(xd, &wdims, self.stride, self.padding, self.groups)?;
+        if dyd != g.out_shape().dims() {
+            bail!("graft conv2d weight grad: dy {dyd:?} does not match output {:?}", g.out_shape());
+        }
+        let dw = weight_grad(f32_data(s1, l1, "input")?, f32_data(s2, l2, "dy")?, &g);
+        Ok((CpuStorage::F32(dw), Shape::from(wdims.to_vec())))
+    }
+}
+
+/// Checks that every tensor is an f32 CPU tensor.
+fn check_cpu_f32(what: &str, ts: &[&Tensor]) -> Result<()> {
+    for t in ts {
+        if !t.device().is_cpu() {
+            bail!("graft {what}: CPU only, got a tensor on {:?} (use candle's conv2d)", t.device().location());
+        }
+        if t.dtype() != DType::F32 {
+            bail!("graft {what}: f32 only, got {:?} (use candle's conv2d)", t.dtype());
+        }
+    }
+    Ok(())
+}
+
+/// 2-D convolution of `x (n, cin, h, w)` with `w (cout, cin/groups, kh, kw)`, zero `padding` on
+/// every side, dilation 1. Same result as candle's `x.conv2d(w, padding, stride, 1, groups)`
+/// (note the argument order here: stride before padding), with a fast f32 CPU backward.
+///
+/// Errors (so callers can fall back to candle) unless both tensors are f32 on the CPU; also on
+/// shapes that do not fit. Non-contiguous inputs are copied to contiguous first.
+pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize, groups: usize) -> Result<Tensor> {
+    check_cpu_f32("conv2d", &[x, w])?;
+    Geom::new(x.dims(), w.dims(), stride, padding, groups)?;
+    let (x, w) = (x.contiguous()?, w.contiguous()?);
+    x.apply_op2(&w, Conv2dOp { stride, padding, groups })
+}
+
+/// Gradient of [`conv2d`] w.r.t. its input, given the output gradient `dy (n, cout, hout, wout)`,
+/// the weight and the input's spatial size `(h, w)`. Not differentiable itself.
+pub fn conv2d_input_grad(
+    dy: &Tensor,
+    w: &Tensor,
+    input_hw: (usize, usize),
+    stride: usize,
+    padding: usize,
+    groups: usize,
+) -> Result<Tensor> {
+    check_cpu_f32("conv2d input grad", &[dy, w])?;
+    let (dy, w) = (dy.contiguous()?, w.contiguous()?);
+    let op = InputGradOp { h: input_hw.0, w: input_hw.1, stride, padding, groups };
+    dy.apply_op2_no_bwd(&w, &op)
+}
+
+/// Gradient of [`conv2d`] w.r.t. its weight, given the input `x`, the output gradient `dy` and
+/// the kernel size `(kh, kw)`. Not differentiable itself.
+pub fn conv2d_weight_grad(
+    x: &Tensor,
+    dy: &Tensor,
+    kernel_hw: (usize, usize),
+    stride: usize,
+    padding: usize,
+    groups: usize,
+) -> Result<Tensor> {
+    check_cpu_f32("conv2d weight grad", &[x, dy])?;
+    let (x, dy) = (x.contiguous()?, dy.contiguous()?);
+    let op = WeightGradOp { kh: kernel_hw.0, kw: kernel_hw.1, stride, padding, groups };
+    x.apply_op2_no_bwd(&dy, &op)
+}
