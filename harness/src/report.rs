@@ -1,0 +1,263 @@
+//! Markdown report: one table per (source, task), one row per method (and config variant), the
+//! best mean accuracy in bold.
+
+use crate::results::RunRecord;
+use crate::runner::human_count;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+
+/// Mean and sample standard deviation (0 for a single value).
+fn mean_std(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    if xs.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let mean = xs.iter().sum::<f64>() / n;
+    let var = if xs.len() > 1 {
+        xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (mean, var.sqrt())
+}
+
+fn human_bytes(b: f64) -> String {
+    if b >= 1024.0 * 1024.0 {
+        format!("{:.2} MiB", b / (1024.0 * 1024.0))
+    } else if b >= 1024.0 {
+        format!("{:.1} KiB", b / 1024.0)
+    } else {
+        format!("{b:.0} B")
+    }
+}
+
+/// Position of `method` in the registry order; unregistered methods sort after, by name.
+fn method_rank(method: &str, order: &[&str]) -> (usize, String) {
+    (
+        order
+            .iter()
+            .position(|m| *m == method)
+            .unwrap_or(order.len()),
+        method.to_string(),
+    )
+}
+
+struct Row {
+    label: String,
+    acc: (f64, f64),
+    n: usize,
+    params: f64,
+    bytes: f64,
+    flops: f64,
+    secs: f64,
+    reload_ok: bool,
+}
+
+/// Renders `records` as markdown. Duplicate keys keep the last record. `method_order` is the
+/// registry order (e.g. the names of `graft_core::registry::methods()`).
+pub fn render(records: &[RunRecord], method_order: &[&str]) -> String {
+    let mut by_key: BTreeMap<&str, &RunRecord> = BTreeMap::new();
+    for r in records {
+        by_key.insert(&r.key, r);
+    }
+    // (source, task) in first-appearance order.
+    let mut groups: Vec<((&str, &str), Vec<&RunRecord>)> = Vec::new();
+    for r in records {
+        if !std::ptr::eq(by_key[r.key.as_str()], r) {
+            continue;
+        }
+        let g = (r.source.as_str(), r.task.as_str());
+        match groups.iter_mut().find(|(k, _)| *k == g) {
+            Some((_, v)) => v.push(r),
+            None => groups.push((g, vec![r])),
+        }
+    }
+
+    let mut out = String::new();
+    let suites: BTreeSet<&str> = records.iter().map(|r| r.suite.as_str()).collect();
+    let _ = writeln!(out, "# graft results\n");
+    let _ = writeln!(
+        out,
+        "{} runs; suites: {}; commits: {}.\n",
+        by_key.len(),
+        suites.iter().copied().collect::<Vec<_>>().join(", "),
+        {
+            let c: BTreeSet<String> = records
+                .iter()
+                .map(|r| {
+                    r.git_commit
+                        .as_deref()
+                        .map(|c| c[..c.len().min(10)].to_string())
+                        .unwrap_or_else(|| "unknown".into())
+                })
+                .collect();
+            c.into_iter().collect::<Vec<_>>().join(", ")
+        }
+    );
+    let _ = writeln!(
+        out,
+        "Test accuracy in %, mean ± sample std over seeds (n runs). Parameters, bytes and FLOPs are per task model; \
+         FLOPs include the frozen source parts the model runs.\n"
+    );
+    if groups.is_empty() {
+        let _ = writeln!(out, "_No results._");
+        return out;
+    }
+
+    for ((source, task), recs) in groups {
+        let first = recs[0];
+        let _ = writeln!(out, "## {source} → {task}\n");
+        let hashes: BTreeSet<&str> = recs
+            .iter()
+            .map(|r| &r.source_hash[..r.source_hash.len().min(12)])
+            .collect();
+        let _ = writeln!(
+            out,
+            "Source `{source}` ({}, hash {}); task `{task}`: {} classes, {} train / {} test images.\n",
+            first.backbone,
+            hashes.into_iter().collect::<Vec<_>>().join(", "),
+            first.num_classes,
+            first.train_size,
+            first.test_size
+        );
+
+        // Rows: per method, per config hash (labelled when a method has several).
+        let mut cells: BTreeMap<((usize, String), String), Vec<&RunRecord>> = BTreeMap::new();
+        for r in &recs {
+            cells
+                .entry((method_rank(&r.method, method_order), r.config_hash.clone()))
+                .or_default()
+                .push(r);
+        }
+        let variants: BTreeMap<String, usize> =
+            cells.keys().fold(BTreeMap::new(), |mut m, ((_, name), _)| {
+                *m.entry(name.clone()).or_default() += 1;
+                m
+            });
+        let rows: Vec<Row> = cells
+            .iter()
+            .map(|(((_, method), hash), rs)| {
+                let accs: Vec<f64> = rs.iter().map(|r| r.test_accuracy as f64 * 100.0).collect();
+                let avg = |f: &dyn Fn(&RunRecord) -> f64| {
+                    rs.iter().map(|r| f(r)).sum::<f64>() / rs.len() as f64
+                };
+                Row {
+                    label: if variants[method] > 1 {
+                        format!("{method} (cfg {hash})")
+                    } else {
+                        method.clone()
+                    },
+                    acc: mean_std(&accs),
+                    n: rs.len(),
+                    params: avg(&|r| r.footprint.trainable_params as f64),
+                    bytes: avg(&|r| r.footprint.stored_bytes as f64),
+                    flops: avg(&|r| r.footprint.flops_per_image as f64),
+                    secs: avg(&|r| r.train_seconds as f64),
+                    reload_ok: rs.iter().all(|r| r.reload_identical),
+                }
+            })
+            .collect();
+        let best = rows
+            .iter()
+            .map(|r| r.acc.0)
+            .filter(|a| a.is_finite())
+            .fold(f64::NEG_INFINITY, f64::max);
+
+        let _ = writeln!(out, "| method | test acc % (n) | trainable params | stored bytes | FLOPs/img | train s/run |");
+        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|");
+        for r in &rows {
+            let acc = format!("{:.2} ± {:.2}", r.acc.0, r.acc.1);
+            let acc = if r.acc.0 == best {
+                format!("**{acc}**")
+            } else {
+                acc
+            };
+            let _ = writeln!(
+                out,
+                "| {}{} | {acc} ({}) | {} | {} | {} | {:.1} |",
+                r.label,
+                if r.reload_ok { "" } else { " ⚠" },
+                r.n,
+                human_count(r.params),
+                human_bytes(r.bytes),
+                human_count(r.flops),
+                r.secs
+            );
+        }
+        if rows.iter().any(|r| !r.reload_ok) {
+            let _ = writeln!(
+                out,
+                "\n⚠ the saved delta, reloaded, did not give identical test logits in some runs."
+            );
+        }
+        let _ = writeln!(out, "\nTask provenance: {}\n", first.task_provenance);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use graft_core::Footprint;
+
+    fn rec(method: &str, seed: u64, acc: f32) -> RunRecord {
+        RunRecord {
+            key: format!("s/t/{method}/s{seed}/h"),
+            suite: "q".into(),
+            source: "s".into(),
+            source_hash: "abcdef0123456789".into(),
+            backbone: "resnet-cifar-8-w16".into(),
+            task: "t".into(),
+            task_provenance: "dataset=digits".into(),
+            num_classes: 5,
+            train_size: 100,
+            test_size: 50,
+            method: method.into(),
+            seed,
+            config: serde_json::json!({}),
+            config_hash: "h".into(),
+            test_accuracy: acc,
+            best_val_accuracy: None,
+            footprint: Footprint {
+                trainable_params: 1000,
+                stored_bytes: 4000,
+                interconnections: 1,
+                flops_per_image: 2_000_000,
+            },
+            train_seconds: 2.0,
+            epochs: vec![],
+            reload_identical: true,
+            reload_max_abs_diff: Some(0.0),
+            reload_error: None,
+            delta_path: "d".into(),
+            graft_version: "0.1.0".into(),
+            git_commit: None,
+            timestamp: 0,
+        }
+    }
+
+    #[test]
+    fn table_orders_methods_and_bolds_best() {
+        let records = vec![
+            rec("scratch", 0, 0.5),
+            rec("linear-probe", 0, 0.8),
+            rec("linear-probe", 1, 0.9),
+            rec("fine-tune", 0, 0.95),
+        ];
+        let md = render(&records, &["fine-tune", "linear-probe", "scratch"]);
+        let ft = md.find("| fine-tune").unwrap();
+        let lp = md.find("| linear-probe").unwrap();
+        let sc = md.find("| scratch").unwrap();
+        assert!(ft < lp && lp < sc, "{md}");
+        assert!(md.contains("**95.00 ± 0.00** (1)"), "{md}");
+        assert!(md.contains("85.00 ± 7.07 (2)"), "{md}");
+        assert!(md.contains("## s → t"), "{md}");
+    }
+
+    #[test]
+    fn duplicate_keys_count_once() {
+        let records = vec![rec("scratch", 0, 0.5), rec("scratch", 0, 0.7)];
+        let md = render(&records, &[]);
+        assert!(md.contains("**70.00 ± 0.00** (1)"), "{md}");
+    }
+}

@@ -1,0 +1,250 @@
+//! Results files: one JSON object per line, one line per finished run, appended and fsynced.
+//!
+//! Reading tolerates damage: a line that does not parse (e.g. cut short when a run was killed
+//! mid-write) is reported with its line number and skipped; the other lines are kept. The writer
+//! starts on a fresh line when the file does not end with a newline.
+
+use anyhow::{Context, Result};
+use graft_core::train::EpochMetrics;
+use graft_core::Footprint;
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// One finished run.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RunRecord {
+    /// `<source>/<task>/<method>/s<seed>/<config hash>`: unique per run; resume skips known keys.
+    pub key: String,
+    /// Suite name.
+    pub suite: String,
+    /// Source name (from the suite).
+    pub source: String,
+    /// SHA-256 of the source checkpoint.
+    pub source_hash: String,
+    /// Backbone id, e.g. `resnet-cifar-8-w16`.
+    pub backbone: String,
+    /// Task name.
+    pub task: String,
+    /// How the task was derived (dataset, classes, split, domain, fit, sizes, seed).
+    pub task_provenance: String,
+    /// Number of classes of the task.
+    pub num_classes: usize,
+    /// Training images.
+    pub train_size: usize,
+    /// Test images the accuracy is measured on.
+    pub test_size: usize,
+    /// Registered method name.
+    pub method: String,
+    /// Seed of the run.
+    pub seed: u64,
+    /// The method's full config (defaults filled in), as JSON.
+    pub config: serde_json::Value,
+    /// First 8 hex digits of the SHA-256 of `config` (compact JSON, keys sorted).
+    pub config_hash: String,
+    /// Accuracy on the task's test split, in [0, 1].
+    pub test_accuracy: f32,
+    /// Best validation accuracy over the epochs (null when there was no validation split).
+    pub best_val_accuracy: Option<f32>,
+    /// Cost figures of the task model.
+    pub footprint: Footprint,
+    /// Wall-clock seconds of `fit`.
+    pub train_seconds: f32,
+    /// Per-epoch metrics reported by the trainer (every training phase of the method, in order).
+    pub epochs: Vec<EpochMetrics>,
+    /// Whether the saved-and-reloaded delta gives exactly the fitted model's test logits.
+    pub reload_identical: bool,
+    /// Largest absolute difference between fitted and reloaded test logits (null if the reload
+    /// failed).
+    pub reload_max_abs_diff: Option<f32>,
+    /// Why the reload failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload_error: Option<String>,
+    /// Where the delta was saved.
+    pub delta_path: PathBuf,
+    /// graft version of the binary.
+    pub graft_version: String,
+    /// `git rev-parse HEAD` of the sources, when available.
+    pub git_commit: Option<String>,
+    /// Seconds since the Unix epoch when the run finished.
+    pub timestamp: u64,
+}
+
+/// A line of a results file that could not be read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BadLine {
+    /// 1-based line number.
+    pub line: usize,
+    /// Why it was rejected.
+    pub error: String,
+}
+
+/// The readable content of a results file.
+#[derive(Clone, Debug, Default)]
+pub struct ResultsFile {
+    /// Records in file order.
+    pub records: Vec<RunRecord>,
+    /// Lines that were skipped.
+    pub bad_lines: Vec<BadLine>,
+}
+
+/// Reads a results file; a missing file is empty. Blank lines are ignored; unparseable lines are
+/// collected in `bad_lines`.
+pub fn read(path: &Path) -> Result<ResultsFile> {
+    let text = match std::fs::read(path) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ResultsFile::default()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read results {}", path.display())),
+    };
+    let mut out = ResultsFile::default();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<RunRecord>(line) {
+            Ok(r) => out.records.push(r),
+            Err(e) => out.bad_lines.push(BadLine {
+                line: i + 1,
+                error: e.to_string(),
+            }),
+        }
+    }
+    Ok(out)
+}
+
+/// Reads a results file and prints a warning for every skipped line.
+pub fn read_reporting(path: &Path) -> Result<ResultsFile> {
+    let file = read(path)?;
+    for bad in &file.bad_lines {
+        eprintln!(
+            "warning: {}:{}: skipping unreadable line ({})",
+            path.display(),
+            bad.line,
+            bad.error
+        );
+    }
+    Ok(file)
+}
+
+/// Appends records to a results file, one line each, flushed and fsynced.
+pub struct ResultsWriter {
+    file: File,
+    path: PathBuf,
+}
+
+impl ResultsWriter {
+    /// Opens `path` for appending (creating it and its folder); when the file's last byte is not
+    /// a newline (a line cut short), a newline is written first so the next record starts on a
+    /// fresh line.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(path)
+            .with_context(|| format!("cannot open results {} for appending", path.display()))?;
+        let len = file
+            .metadata()
+            .with_context(|| format!("cannot stat {}", path.display()))?
+            .len();
+        if len > 0 {
+            let mut last = [0u8; 1];
+            file.seek(SeekFrom::Start(len - 1))?;
+            file.read_exact(&mut last)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            if last[0] != b'\n' {
+                file.write_all(b"\n")
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                file.sync_data()?;
+            }
+        }
+        Ok(Self {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Writes `record` as one line (a single write), then flushes and fsyncs.
+    pub fn append(&mut self, record: &RunRecord) -> Result<()> {
+        let mut line = serde_json::to_string(record).context("cannot serialise a run record")?;
+        line.push('\n');
+        self.file
+            .write_all(line.as_bytes())
+            .and_then(|_| self.file.flush())
+            .and_then(|_| self.file.sync_all())
+            .with_context(|| format!("cannot append to {}", self.path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(key: &str) -> RunRecord {
+        RunRecord {
+            key: key.into(),
+            suite: "s".into(),
+            source: "src".into(),
+            source_hash: "ab".into(),
+            backbone: "resnet-cifar-8-w2".into(),
+            task: "t".into(),
+            task_provenance: "p".into(),
+            num_classes: 2,
+            train_size: 10,
+            test_size: 5,
+            method: "m".into(),
+            seed: 0,
+            config: serde_json::json!({"a": 1}),
+            config_hash: "12345678".into(),
+            test_accuracy: 0.5,
+            best_val_accuracy: None,
+            footprint: Footprint::default(),
+            train_seconds: 1.0,
+            epochs: vec![],
+            reload_identical: true,
+            reload_max_abs_diff: Some(0.0),
+            reload_error: None,
+            delta_path: "d".into(),
+            graft_version: "0".into(),
+            git_commit: None,
+            timestamp: 1,
+        }
+    }
+
+    #[test]
+    fn truncated_line_is_skipped_and_next_append_starts_fresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        let mut w = ResultsWriter::open(&path).unwrap();
+        w.append(&record("a")).unwrap();
+        w.append(&record("b")).unwrap();
+        drop(w);
+        // Cut the last line in the middle.
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, &text[..text.len() - 20]).unwrap();
+        let f = read(&path).unwrap();
+        assert_eq!(f.records.len(), 1);
+        assert_eq!(f.bad_lines.len(), 1);
+        assert_eq!(f.bad_lines[0].line, 2);
+        let mut w = ResultsWriter::open(&path).unwrap();
+        w.append(&record("c")).unwrap();
+        let f = read(&path).unwrap();
+        assert_eq!(
+            f.records.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
+            ["a", "c"]
+        );
+        assert_eq!(f.bad_lines.len(), 1);
+    }
+
+    #[test]
+    fn missing_file_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = read(&dir.path().join("none.jsonl")).unwrap();
+        assert!(f.records.is_empty() && f.bad_lines.is_empty());
+    }
+}

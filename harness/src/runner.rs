@@ -1,0 +1,775 @@
+//! Running a suite: the grid (sources × tasks × methods × seeds), sharding, resume, the source
+//! cache, and one fit → evaluate → save → reload-check → record cycle per run.
+
+use crate::results::{self, ResultsWriter, RunRecord};
+use crate::suite::{SourceEntry, Suite};
+use anyhow::{anyhow, bail, Context, Result};
+use candle_core::{Device, Tensor};
+use graft_core::checkpoint::{sha256_hex, write_atomic, GRAFT_VERSION};
+use graft_core::train::{accuracy, EpochMetrics, Split};
+use graft_core::{FitContext, Source, Task, TaskModel};
+use graft_datasets::{Dataset, DatasetName, TaskSpec};
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Images per batch when evaluating.
+const EVAL_BATCH: usize = 256;
+
+/// `--shard i/n`: this process runs the grid entries whose index % n == i.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// This shard, `< count`.
+    pub index: usize,
+    /// Number of shards, `>= 1`.
+    pub count: usize,
+}
+
+impl FromStr for Shard {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let bad = || format!("--shard '{s}': expected i/n with 0 <= i < n, e.g. 0/4");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let index: usize = i.trim().parse().map_err(|_| bad())?;
+        let count: usize = n.trim().parse().map_err(|_| bad())?;
+        if count == 0 {
+            return Err(format!("--shard '{s}': the shard count must be at least 1"));
+        }
+        if index >= count {
+            return Err(format!(
+                "--shard '{s}': shard index {index} is out of range; with {count} shards use 0..={}",
+                count - 1
+            ));
+        }
+        Ok(Self { index, count })
+    }
+}
+
+impl fmt::Display for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+/// How to run a suite.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// The results file (JSONL) to append to; its folder also holds `sources/` and `deltas/`.
+    pub results: PathBuf,
+    /// Only this shard of the grid.
+    pub shard: Option<Shard>,
+    /// Draw training progress bars.
+    pub progress: bool,
+    /// Where the datasets are.
+    pub data_dir: PathBuf,
+}
+
+/// One cell of the grid.
+#[derive(Clone, Debug)]
+pub struct GridEntry {
+    /// Position in the full grid (sources, then tasks, methods, seeds; seeds vary fastest).
+    pub index: usize,
+    /// Index into `suite.sources`.
+    pub source: usize,
+    /// Index into `suite.tasks`.
+    pub task: usize,
+    /// Method name.
+    pub method: String,
+    /// Seed.
+    pub seed: u64,
+    /// The method's full config (defaults filled in).
+    pub config: serde_json::Value,
+    /// First 8 hex digits of the SHA-256 of the config JSON (compact, keys sorted).
+    pub config_hash: String,
+    /// Unique run key.
+    pub key: String,
+}
+
+/// The full grid of `suite`, in a fixed order (sharding relies on it).
+pub fn grid(suite: &Suite) -> Result<Vec<GridEntry>> {
+    let mut configs = HashMap::new();
+    for m in &suite.methods {
+        let method = graft_core::registry::build(m, suite.method_configs.get(m))
+            .with_context(|| format!("suite {}: [method_configs.{m}]", suite.origin))?;
+        let config = method.config_json();
+        let hash = sha256_hex(canonical_json(&config).as_bytes())[..8].to_string();
+        configs.insert(m.as_str(), (config, hash));
+    }
+    let mut out = Vec::new();
+    for (si, source) in suite.sources.iter().enumerate() {
+        for (ti, task) in suite.tasks.iter().enumerate() {
+            if !task.uses_source(&source.name) {
+                continue;
+            }
+            for method in &suite.methods {
+                let (config, config_hash) = &configs[method.as_str()];
+                for &seed in &suite.seeds {
+                    out.push(GridEntry {
+                        index: out.len(),
+                        source: si,
+                        task: ti,
+                        method: method.clone(),
+                        seed,
+                        config: config.clone(),
+                        config_hash: config_hash.clone(),
+                        key: format!(
+                            "{}/{}/{method}/s{seed}/{config_hash}",
+                            source.name, task.spec.name
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Compact JSON with object keys sorted at every level, so a config's hash does not depend on
+/// how serde_json orders maps.
+pub fn canonical_json(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Object(m) => {
+            let mut entries: Vec<(&String, &serde_json::Value)> = m.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            let body: Vec<String> = entries
+                .into_iter()
+                .map(|(k, v)| {
+                    format!(
+                        "{}:{}",
+                        serde_json::Value::String(k.clone()),
+                        canonical_json(v)
+                    )
+                })
+                .collect();
+            format!("{{{}}}", body.join(","))
+        }
+        serde_json::Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(canonical_json).collect::<Vec<_>>().join(",")
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// What a suite run did.
+#[derive(Clone, Debug, Default)]
+pub struct RunSummary {
+    /// Runs finished and recorded by this call.
+    pub done: usize,
+    /// Runs skipped because their key was already recorded.
+    pub skipped: usize,
+    /// Runs that failed: key and error.
+    pub failed: Vec<(String, String)>,
+}
+
+/// `git rev-parse HEAD` of the graft sources (or of the working directory), if git can say.
+pub fn git_commit() -> Option<String> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let try_in = |dir: &Path| -> Option<String> {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["rev-parse", "HEAD"])
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        let s = String::from_utf8(out.stdout).ok()?.trim().to_string();
+        (out.status.success() && !s.is_empty()).then_some(s)
+    };
+    try_in(manifest).or_else(|| try_in(Path::new(".")))
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Human-readable count with k/M/G suffixes.
+pub fn human_count(n: f64) -> String {
+    let a = n.abs();
+    if a >= 1e9 {
+        format!("{:.2}G", n / 1e9)
+    } else if a >= 1e6 {
+        format!("{:.2}M", n / 1e6)
+    } else if a >= 1e4 {
+        format!("{:.1}k", n / 1e3)
+    } else {
+        format!("{n:.0}")
+    }
+}
+
+/// A built target task with its test images as one tensor, or why it could not be built.
+type BuiltTask = std::result::Result<(Task, Tensor), String>;
+
+struct Runner<'a> {
+    suite: &'a Suite,
+    opts: &'a RunOptions,
+    device: Device,
+    results_dir: PathBuf,
+    datasets: HashMap<DatasetName, Dataset>,
+    sources: HashMap<usize, std::result::Result<Source, String>>,
+    tasks: HashMap<(usize, (usize, usize, usize)), BuiltTask>,
+    git_commit: Option<String>,
+}
+
+/// Runs `suite` with `opts`: skips recorded runs, pretrains or reuses sources, appends one line
+/// per finished run. Failed runs are reported and recorded in the summary, not in the file; the
+/// call fails only on errors that stop everything (results file, source cache mismatch).
+pub fn run_suite(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
+    let all = grid(suite)?;
+    match &suite.description {
+        Some(d) => println!("suite {}: {d}", suite.name),
+        None => println!("suite {}", suite.name),
+    }
+    let selected: Vec<&GridEntry> = match opts.shard {
+        None => all.iter().collect(),
+        Some(s) => all
+            .iter()
+            .filter(|e| e.index % s.count == s.index)
+            .collect(),
+    };
+    if let Some(s) = opts.shard {
+        println!(
+            "shard {s}: {} of {} grid entries",
+            selected.len(),
+            all.len()
+        );
+    }
+
+    let existing = results::read_reporting(&opts.results)?;
+    let done: BTreeSet<&str> = existing.records.iter().map(|r| r.key.as_str()).collect();
+    let mut summary = RunSummary::default();
+    let mut pending = Vec::new();
+    for e in selected {
+        if done.contains(e.key.as_str()) {
+            println!("skip {} (already in {})", e.key, opts.results.display());
+            summary.skipped += 1;
+        } else {
+            pending.push(e);
+        }
+    }
+    if pending.is_empty() {
+        println!(
+            "nothing to run: {} runs already recorded in {}",
+            summary.skipped,
+            opts.results.display()
+        );
+        return Ok(summary);
+    }
+
+    let results_dir = opts
+        .results
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let mut runner = Runner {
+        suite,
+        opts,
+        device: Device::Cpu,
+        results_dir,
+        datasets: HashMap::new(),
+        sources: HashMap::new(),
+        tasks: HashMap::new(),
+        git_commit: git_commit(),
+    };
+
+    // Sources first: a stale cache stops everything before any training.
+    let needed: BTreeSet<usize> = pending.iter().map(|e| e.source).collect();
+    for &si in &needed {
+        runner.check_cached_source(si)?;
+    }
+
+    let mut writer = ResultsWriter::open(&opts.results)?;
+    let total = pending.len();
+    for (k, entry) in pending.into_iter().enumerate() {
+        eprintln!("[{}/{total}] {}", k + 1, entry.key);
+        match runner.run_entry(entry) {
+            Ok(record) => {
+                writer.append(&record)?;
+                summary.done += 1;
+                println!(
+                    "done {}  test acc {:.4}  params {}  {:.1}s{}",
+                    record.key,
+                    record.test_accuracy,
+                    human_count(record.footprint.trainable_params as f64),
+                    record.train_seconds,
+                    if record.reload_identical {
+                        ""
+                    } else {
+                        "  (reloaded delta differs!)"
+                    }
+                );
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                eprintln!("FAILED {}: {msg}", entry.key);
+                summary.failed.push((entry.key.clone(), msg));
+            }
+        }
+    }
+    println!(
+        "{} runs done, {} skipped, {} failed; results in {}",
+        summary.done,
+        summary.skipped,
+        summary.failed.len(),
+        opts.results.display()
+    );
+    Ok(summary)
+}
+
+impl Runner<'_> {
+    fn source_paths(&self, entry: &SourceEntry) -> (PathBuf, PathBuf) {
+        let dir = self.results_dir.join("sources");
+        (
+            dir.join(format!("{}.safetensors", entry.name)),
+            dir.join(format!("{}.json", entry.name)),
+        )
+    }
+
+    fn dataset(&mut self, name: DatasetName) -> Result<&Dataset> {
+        if !self.datasets.contains_key(&name) {
+            let d = Dataset::load(name, &self.opts.data_dir)?;
+            self.datasets.insert(name, d);
+        }
+        Ok(&self.datasets[&name])
+    }
+
+    fn build_task(&mut self, spec: &TaskSpec, input: (usize, usize, usize)) -> Result<Task> {
+        let data = self.dataset(spec.dataset)?;
+        Ok(spec.build_from(data, input)?)
+    }
+
+    /// When a cached checkpoint exists for source `si`, loads it and checks it against the suite;
+    /// a mismatch is an error naming the files to delete.
+    fn check_cached_source(&mut self, si: usize) -> Result<()> {
+        let entry = &self.suite.sources[si];
+        let (path, sidecar) = self.source_paths(entry);
+        if !path.exists() {
+            return Ok(());
+        }
+        let source = Source::load(&path, &self.device).with_context(|| {
+            format!(
+                "source '{}': cannot read the cached checkpoint; delete {} to pretrain it again",
+                entry.name,
+                path.display()
+            )
+        })?;
+        let mut diffs = source_mismatch(entry, &source);
+        match std::fs::read_to_string(&sidecar) {
+            Ok(text) => match serde_json::from_str::<SourceEntry>(&text) {
+                Ok(stored) => diffs.extend(entry_differences(&stored, entry)),
+                Err(e) => diffs.push(format!("{} cannot be read ({e})", sidecar.display())),
+            },
+            Err(_) => eprintln!(
+                "warning: source '{}': {} has no {} (pretraining settings unchecked)",
+                entry.name,
+                path.display(),
+                sidecar.display()
+            ),
+        }
+        if !diffs.is_empty() {
+            bail!(
+                "source '{}': the cached checkpoint {} does not match suite {}:\n  - {}\ndelete {} and {} to pretrain it again (or give the source a new name)",
+                entry.name,
+                path.display(),
+                self.suite.origin,
+                diffs.join("\n  - "),
+                path.display(),
+                sidecar.display()
+            );
+        }
+        println!(
+            "source {}: reusing {} ({}, test acc {:.4}, hash {})",
+            entry.name,
+            path.display(),
+            source.backbone.spec().id(),
+            source.provenance.test_accuracy,
+            source.short_hash()
+        );
+        self.sources.insert(si, Ok(source));
+        Ok(())
+    }
+
+    /// The source of entry `si`: cached, or pretrained now and saved with its sidecar.
+    fn source(&mut self, si: usize) -> std::result::Result<&Source, String> {
+        if !self.sources.contains_key(&si) {
+            let r = self.pretrain_source(si).map_err(|e| {
+                format!(
+                    "pretraining source '{}': {e:#}",
+                    self.suite.sources[si].name
+                )
+            });
+            self.sources.insert(si, r);
+        }
+        self.sources[&si].as_ref().map_err(Clone::clone)
+    }
+
+    fn pretrain_source(&mut self, si: usize) -> Result<Source> {
+        let entry = self.suite.sources[si].clone();
+        let (path, sidecar) = self.source_paths(&entry);
+        let task = self.build_task(&entry.task, entry.input_shape())?;
+        eprintln!(
+            "source {}: pretraining {} on {} ({} train images, {} epochs)",
+            entry.name,
+            entry.backbone_spec(task.num_classes).id(),
+            task.name,
+            task.train.len(),
+            entry.train.epochs
+        );
+        let mut ctx = FitContext::new(self.device.clone(), entry.seed);
+        ctx.progress = self.opts.progress;
+        let (source, report) = graft_core::pretrain::pretrain(
+            entry.backbone_spec(task.num_classes),
+            &task,
+            &entry.train,
+            &mut ctx,
+        )?;
+        source.save(&path)?;
+        // Continue with the file as later runs will see it (its hash is what deltas record).
+        let source = Source::load(&path, &self.device)
+            .with_context(|| format!("reading back {}", path.display()))?;
+        let sidecar_json =
+            serde_json::to_string_pretty(&entry).context("source entry serialises")?;
+        write_atomic(&sidecar, sidecar_json.as_bytes())?;
+        println!(
+            "source {}: test acc {:.4}, {} params, {} FLOPs/img, {:.1}s, hash {} -> {}",
+            entry.name,
+            source.provenance.test_accuracy,
+            human_count(source.backbone.num_params() as f64),
+            human_count(source.backbone.flops_per_image() as f64),
+            report.seconds,
+            source.short_hash(),
+            path.display()
+        );
+        Ok(source)
+    }
+
+    /// The target task `ti` fitted to `input`, with its test images as a tensor.
+    fn task(
+        &mut self,
+        ti: usize,
+        input: (usize, usize, usize),
+    ) -> std::result::Result<&(Task, Tensor), String> {
+        if !self.tasks.contains_key(&(ti, input)) {
+            let spec = self.suite.tasks[ti].spec.clone();
+            let r = self
+                .build_task(&spec, input)
+                .and_then(|t| {
+                    let x = t.test.images_tensor(&self.device)?;
+                    Ok((t, x))
+                })
+                .map_err(|e| format!("building task '{}': {e:#}", spec.name));
+            self.tasks.insert((ti, input), r);
+        }
+        self.tasks[&(ti, input)].as_ref().map_err(Clone::clone)
+    }
+
+    fn run_entry(&mut self, entry: &GridEntry) -> Result<RunRecord> {
+        let input = self.suite.sources[entry.source].input_shape();
+        self.source(entry.source).map_err(|e| anyhow!(e))?;
+        self.task(entry.task, input).map_err(|e| anyhow!(e))?;
+        let source = self.sources[&entry.source]
+            .as_ref()
+            .map_err(|e| anyhow!(e.clone()))?;
+        let (task, test_x) = self.tasks[&(entry.task, input)]
+            .as_ref()
+            .map_err(|e| anyhow!(e.clone()))?;
+        self.fit_and_record(entry, source, task, test_x)
+    }
+
+    fn fit_and_record(
+        &self,
+        entry: &GridEntry,
+        source: &Source,
+        task: &Task,
+        test_x: &Tensor,
+    ) -> Result<RunRecord> {
+        let source_name = &self.suite.sources[entry.source].name;
+        if task.test.is_empty() {
+            bail!("task '{}' has an empty test split", task.name);
+        }
+        let method = graft_core::registry::build(
+            &entry.method,
+            self.suite.method_configs.get(&entry.method),
+        )?;
+
+        let mut epochs: Vec<EpochMetrics> = Vec::new();
+        let start = Instant::now();
+        let model = {
+            let mut on_epoch = |m: &EpochMetrics| epochs.push(m.clone());
+            let mut ctx = FitContext::new(self.device.clone(), entry.seed);
+            ctx.progress = self.opts.progress;
+            ctx.on_epoch = Some(&mut on_epoch);
+            method.fit(source, task, &mut ctx)?
+        };
+        let train_seconds = start.elapsed().as_secs_f32();
+
+        // Test accuracy, keeping the logits for the reload check.
+        let chunks = RefCell::new(Vec::new());
+        let forward = |x: &Tensor| {
+            let y = model.forward(x)?;
+            chunks.borrow_mut().push(y.clone());
+            Ok(y)
+        };
+        let test_accuracy = accuracy(
+            &forward,
+            Split {
+                x: test_x,
+                y: &task.test.labels,
+            },
+            EVAL_BATCH,
+        )?;
+        let logits = Tensor::cat(&chunks.into_inner(), 0)?;
+
+        let delta_path = self
+            .results_dir
+            .join("deltas")
+            .join(format!("{}.safetensors", entry.key));
+        model
+            .save(&delta_path)
+            .with_context(|| format!("saving the delta to {}", delta_path.display()))?;
+        let (reload_identical, reload_max_abs_diff, reload_error) =
+            match reload_check(source, &delta_path, &self.device, test_x, &logits) {
+                Ok((same, diff)) => (same, Some(diff), None),
+                Err(e) => {
+                    eprintln!("warning: {}: reloading the delta failed: {e:#}", entry.key);
+                    (false, None, Some(format!("{e:#}")))
+                }
+            };
+
+        let best_val_accuracy = epochs
+            .iter()
+            .filter_map(|m| m.val_acc)
+            .fold(None, |b: Option<f32>, a| Some(b.map_or(a, |b| b.max(a))));
+        Ok(RunRecord {
+            key: entry.key.clone(),
+            suite: self.suite.name.clone(),
+            source: source_name.clone(),
+            source_hash: source.hash.clone(),
+            backbone: source.backbone.spec().id(),
+            task: task.name.clone(),
+            task_provenance: task.provenance.clone(),
+            num_classes: task.num_classes,
+            train_size: task.train.len(),
+            test_size: task.test.len(),
+            method: entry.method.clone(),
+            seed: entry.seed,
+            config: entry.config.clone(),
+            config_hash: entry.config_hash.clone(),
+            test_accuracy,
+            best_val_accuracy,
+            footprint: model.footprint(),
+            train_seconds,
+            epochs,
+            reload_identical,
+            reload_max_abs_diff,
+            reload_error,
+            delta_path,
+            graft_version: GRAFT_VERSION.to_string(),
+            git_commit: self.git_commit.clone(),
+            timestamp: now_secs(),
+        })
+    }
+}
+
+/// Logits of `model` for all of `x`, in batches.
+fn logits_of(model: &dyn TaskModel, x: &Tensor) -> Result<Tensor> {
+    let n = x.dim(0)?;
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < n {
+        let len = EVAL_BATCH.min(n - i);
+        parts.push(model.forward(&x.narrow(0, i, len)?)?);
+        i += len;
+    }
+    Ok(Tensor::cat(&parts, 0)?)
+}
+
+/// Reloads the delta at `path` and compares its logits on `x` with `expected`: (bit-identical,
+/// max |difference|).
+fn reload_check(
+    source: &Source,
+    path: &Path,
+    device: &Device,
+    x: &Tensor,
+    expected: &Tensor,
+) -> Result<(bool, f32)> {
+    let reloaded = graft_core::registry::load_task_model(source, path, device)?;
+    let got = logits_of(reloaded.as_ref(), x)?;
+    if got.dims() != expected.dims() {
+        bail!(
+            "reloaded logits have shape {:?}, the fitted model's {:?}",
+            got.dims(),
+            expected.dims()
+        );
+    }
+    let a = got.flatten_all()?.to_vec1::<f32>()?;
+    let b = expected.flatten_all()?.to_vec1::<f32>()?;
+    let identical = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
+    let diff = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, |m, d| if d.is_nan() { f32::NAN } else { m.max(d) });
+    Ok((identical, diff))
+}
+
+/// JSON of `v` as it reads back from text (so `f32` fields compare by their printed value).
+fn json_of<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_string(v)
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// The settings that differ between the source entry a checkpoint was pretrained with (`stored`)
+/// and the suite's (`want`), as `key.subkey: was X, the suite says Y`.
+fn entry_differences(stored: &SourceEntry, want: &SourceEntry) -> Vec<String> {
+    let (a, b) = (json_of(stored), json_of(want));
+    let mut diffs = Vec::new();
+    for key in ["arch", "input", "task", "train", "seed"] {
+        let (x, y) = (a.get(key), b.get(key));
+        if x == y {
+            continue;
+        }
+        match (x, y) {
+            (Some(serde_json::Value::Object(x)), Some(serde_json::Value::Object(y))) => {
+                let subkeys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                for k in subkeys {
+                    if x.get(k) != y.get(k) {
+                        let show = |v: Option<&serde_json::Value>| {
+                            v.map_or("unset".to_string(), |v| v.to_string())
+                        };
+                        diffs.push(format!(
+                            "{key}.{k}: was {} when pretrained, the suite says {}",
+                            show(x.get(k)),
+                            show(y.get(k))
+                        ));
+                    }
+                }
+            }
+            _ => diffs.push(format!(
+                "{key}: was {} when pretrained, the suite says {}",
+                x.map_or("unset".to_string(), |v| v.to_string()),
+                y.map_or("unset".to_string(), |v| v.to_string())
+            )),
+        }
+    }
+    diffs
+}
+
+/// Differences between a cached source checkpoint and the suite's entry (spec and provenance).
+fn source_mismatch(entry: &SourceEntry, source: &Source) -> Vec<String> {
+    let spec = source.backbone.spec();
+    let prov = &source.provenance;
+    let mut diffs = Vec::new();
+    if spec.arch != entry.arch {
+        diffs.push(format!(
+            "arch is {:?}, the suite says {:?}",
+            spec.arch, entry.arch
+        ));
+    }
+    if spec.input.shape() != entry.input_shape() {
+        diffs.push(format!(
+            "input is {:?}, the suite says {:?}",
+            spec.input.shape(),
+            entry.input_shape()
+        ));
+    }
+    if spec.num_classes != entry.task.num_classes() {
+        diffs.push(format!(
+            "it has {} classes, the suite's task '{}' has {}",
+            spec.num_classes,
+            entry.task.name,
+            entry.task.num_classes()
+        ));
+    }
+    if prov.seed != entry.seed {
+        diffs.push(format!(
+            "it was pretrained with seed {}, the suite says {}",
+            prov.seed, entry.seed
+        ));
+    }
+    if !prov.dataset.starts_with(&format!("{} (", entry.task.name)) {
+        diffs.push(format!(
+            "it was pretrained on '{}', the suite's task is '{}'",
+            prov.dataset, entry.task.name
+        ));
+    }
+    let epochs_ok = match entry.train.patience {
+        None => prov.epochs == entry.train.epochs,
+        Some(_) => prov.epochs <= entry.train.epochs,
+    };
+    if !epochs_ok {
+        diffs.push(format!(
+            "it was pretrained for {} epochs, the suite says {}",
+            prov.epochs, entry.train.epochs
+        ));
+    }
+    diffs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_parsing() {
+        assert_eq!(
+            "1/3".parse::<Shard>().unwrap(),
+            Shard { index: 1, count: 3 }
+        );
+        assert!("3/3".parse::<Shard>().unwrap_err().contains("out of range"));
+        assert!("0/0".parse::<Shard>().unwrap_err().contains("at least 1"));
+        assert!("x".parse::<Shard>().unwrap_err().contains("i/n"));
+    }
+
+    #[test]
+    fn source_entry_differences_name_the_keys() {
+        let text = r#"
+            name = "s"
+            arch = { name = "resnet-cifar", depth = 8, width = 4 }
+            input = [1, 8, 8]
+            task = { name = "t", dataset = "digits", classes = [0, 1], val_fraction = 0.2 }
+            train = { epochs = 2, lr = 0.1 }
+        "#;
+        let a: SourceEntry = toml::from_str(text).unwrap();
+        // Through JSON text and back: f32 fields must not differ.
+        let b: SourceEntry =
+            serde_json::from_str(&serde_json::to_string_pretty(&a).unwrap()).unwrap();
+        assert!(
+            entry_differences(&b, &a).is_empty(),
+            "{:?}",
+            entry_differences(&b, &a)
+        );
+        let mut c = a.clone();
+        c.train.lr = 0.2;
+        c.seed = 3;
+        let d = entry_differences(&a, &c);
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert!(
+            d[0].starts_with("train.lr: was 0.1") && d[1].starts_with("seed: was 0"),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys() {
+        let v = serde_json::json!({"b": [1, {"d": 2, "c": "x"}], "a": null});
+        assert_eq!(canonical_json(&v), r#"{"a":null,"b":[1,{"c":"x","d":2}]}"#);
+    }
+
+    #[test]
+    fn human_counts() {
+        assert_eq!(human_count(650.0), "650");
+        assert_eq!(human_count(12_500.0), "12.5k");
+        assert_eq!(human_count(2_500_000.0), "2.50M");
+    }
+}

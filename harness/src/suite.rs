@@ -1,0 +1,399 @@
+//! The suite file: which sources to pretrain, which tasks, methods and seeds to run.
+//!
+//! ```toml
+//! name = "quick"
+//! results = "results/quick.jsonl"   # default results/<name>.jsonl (relative to the working dir)
+//! seeds = [0, 1]                    # default [0]
+//! methods = ["linear-probe", "fine-tune"]
+//! [[sources]]
+//! name = "digits-0to4-r8"
+//! arch = { name = "resnet-cifar", depth = 8, width = 16 }
+//! input = [1, 16, 16]               # channels, height, width
+//! task = { name = "digits-0to4", dataset = "digits", classes = [0, 1, 2, 3, 4] }
+//! train = { epochs = 30, lr = 0.1 } # graft_core::TrainConfig
+//! seed = 0
+//! [[tasks]]                         # a graft_datasets::TaskSpec, plus optional `sources`
+//! name = "digits-5to9"
+//! dataset = "digits"
+//! classes = [5, 6, 7, 8, 9]
+//! [method_configs.fine-tune]        # passed to graft_core::registry::build
+//! train = { epochs = 15 }
+//! ```
+//!
+//! Every table rejects unknown keys; errors name the file, the table and the key.
+
+use anyhow::{Context, Result};
+use graft_core::backbone::{Arch, BackboneSpec, InputSpec};
+use graft_core::TrainConfig;
+use graft_datasets::TaskSpec;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// A parsed, validated suite.
+#[derive(Clone, Debug)]
+pub struct Suite {
+    /// Suite name (recorded in every result line).
+    pub name: String,
+    /// Free-text description.
+    pub description: Option<String>,
+    /// Results file from the suite (`None`: `results/<name>.jsonl`).
+    pub results: Option<PathBuf>,
+    /// Seeds of every (source, task, method) cell.
+    pub seeds: Vec<u64>,
+    /// Registered method names, in grid order.
+    pub methods: Vec<String>,
+    /// Sources to pretrain (or reuse from the cache).
+    pub sources: Vec<SourceEntry>,
+    /// Target tasks.
+    pub tasks: Vec<TaskEntry>,
+    /// Per-method config (JSON object) passed to the registry; absent = the method's defaults.
+    pub method_configs: BTreeMap<String, serde_json::Value>,
+    /// Where the suite was read from (for messages).
+    pub origin: String,
+}
+
+/// A source backbone of the suite: architecture, input, pretraining task and schedule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceEntry {
+    /// Unique name; the cached checkpoint is `<results dir>/sources/<name>.safetensors`.
+    pub name: String,
+    /// Architecture, e.g. `{ name = "resnet-cifar", depth = 8, width = 16 }`.
+    pub arch: Arch,
+    /// Input `[channels, height, width]`; every task is fitted to it.
+    pub input: [usize; 3],
+    /// The pretraining task.
+    pub task: TaskSpec,
+    /// Pretraining schedule (defaults: graft_core's `TrainConfig::default()`).
+    #[serde(default)]
+    pub train: TrainConfig,
+    /// Seed of the initialisation and training order.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+impl SourceEntry {
+    /// `(channels, height, width)` of the input.
+    pub fn input_shape(&self) -> (usize, usize, usize) {
+        (self.input[0], self.input[1], self.input[2])
+    }
+
+    /// The backbone spec for `num_classes` (mean/std are placeholders: pretraining computes them).
+    pub fn backbone_spec(&self, num_classes: usize) -> BackboneSpec {
+        let (c, h, w) = self.input_shape();
+        BackboneSpec {
+            arch: self.arch.clone(),
+            input: InputSpec::new(c, h, w),
+            num_classes,
+        }
+    }
+}
+
+/// A target task: a dataset task spec plus the sources it is run on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskEntry {
+    /// The task.
+    pub spec: TaskSpec,
+    /// Names of the sources to run it on (`None`: every source).
+    pub sources: Option<Vec<String>>,
+}
+
+impl TaskEntry {
+    /// Whether this task runs on source `name`.
+    pub fn uses_source(&self, name: &str) -> bool {
+        self.sources
+            .as_ref()
+            .is_none_or(|s| s.iter().any(|n| n == name))
+    }
+}
+
+fn default_seeds() -> Vec<u64> {
+    vec![0]
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSuite {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    results: Option<PathBuf>,
+    #[serde(default = "default_seeds")]
+    seeds: Vec<u64>,
+    methods: Vec<String>,
+    #[serde(default)]
+    sources: Vec<SourceEntry>,
+    #[serde(default)]
+    tasks: Vec<toml::Table>,
+    #[serde(default)]
+    method_configs: BTreeMap<String, toml::Value>,
+}
+
+/// A name usable in run keys and file names: letters, digits, `.`, `_`, `-`.
+fn check_name(kind: &str, name: &str) -> std::result::Result<(), String> {
+    if name.is_empty() || name.starts_with('.') {
+        return Err(format!(
+            "{kind} name '{name}' must be non-empty and not start with '.'"
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "{kind} name '{name}' contains '{c}'; use letters, digits, '.', '_' or '-'"
+        ));
+    }
+    Ok(())
+}
+
+impl Suite {
+    /// Reads and validates the suite file at `path`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read suite {}", path.display()))?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates suite `text`; `origin` (a file name) prefixes every error.
+    pub fn parse(text: &str, origin: &str) -> Result<Self> {
+        let raw: RawSuite =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("suite {origin}: {e}"))?;
+        let err = |msg: String| anyhow::anyhow!("suite {origin}: {msg}");
+
+        let mut tasks = Vec::with_capacity(raw.tasks.len());
+        for (i, mut table) in raw.tasks.into_iter().enumerate() {
+            let label = match table.get("name").and_then(|v| v.as_str()) {
+                Some(n) => format!("tasks[{i}] ('{n}')"),
+                None => format!("tasks[{i}]"),
+            };
+            let sources = match table.remove("sources") {
+                None => None,
+                Some(v) => Some(v.try_into::<Vec<String>>().map_err(|e| {
+                    err(format!(
+                        "{label}: key `sources` must be a list of source names: {e}"
+                    ))
+                })?),
+            };
+            let spec: TaskSpec =
+                toml::Value::Table(table)
+                    .try_into()
+                    .map_err(|e: toml::de::Error| {
+                        err(format!(
+                            "{label}: {} (a task also accepts `sources`)",
+                            e.message().trim_end()
+                        ))
+                    })?;
+            tasks.push(TaskEntry { spec, sources });
+        }
+
+        let mut method_configs = BTreeMap::new();
+        for (name, value) in raw.method_configs {
+            if !value.is_table() {
+                return Err(err(format!(
+                    "method_configs.{name} must be a table of the method's config keys"
+                )));
+            }
+            let json = serde_json::to_value(&value).map_err(|e| {
+                err(format!(
+                    "method_configs.{name} cannot be converted to JSON: {e}"
+                ))
+            })?;
+            method_configs.insert(name, json);
+        }
+
+        let suite = Suite {
+            name: raw.name,
+            description: raw.description,
+            results: raw.results,
+            seeds: raw.seeds,
+            methods: raw.methods,
+            sources: raw.sources,
+            tasks,
+            method_configs,
+            origin: origin.to_string(),
+        };
+        suite.validate().map_err(err)?;
+        Ok(suite)
+    }
+
+    /// Checks names, references, seeds, task specs and method configs (by building each method).
+    fn validate(&self) -> std::result::Result<(), String> {
+        check_name("suite", &self.name)?;
+        if self.seeds.is_empty() {
+            return Err("`seeds` is empty".into());
+        }
+        let mut seen = BTreeSet::new();
+        for s in &self.seeds {
+            if !seen.insert(s) {
+                return Err(format!("`seeds`: seed {s} is listed twice"));
+            }
+        }
+        if self.methods.is_empty() {
+            return Err("`methods` is empty".into());
+        }
+        if self.sources.is_empty() {
+            return Err("no [[sources]]".into());
+        }
+        if self.tasks.is_empty() {
+            return Err("no [[tasks]]".into());
+        }
+        let mut names = BTreeSet::new();
+        for (i, s) in self.sources.iter().enumerate() {
+            check_name("source", &s.name).map_err(|m| format!("sources[{i}]: {m}"))?;
+            if !names.insert(s.name.as_str()) {
+                return Err(format!(
+                    "sources[{i}]: source name '{}' is used twice",
+                    s.name
+                ));
+            }
+            s.backbone_spec(s.task.num_classes())
+                .validate()
+                .map_err(|e| format!("sources[{i}] ('{}'): key `arch`/`input`: {e}", s.name))?;
+            s.task
+                .validate()
+                .map_err(|e| format!("sources[{i}] ('{}'): key `task`: {e}", s.name))?;
+            s.train
+                .validate()
+                .map_err(|e| format!("sources[{i}] ('{}'): key `train`: {e}", s.name))?;
+        }
+        let mut task_names = BTreeSet::new();
+        for (i, t) in self.tasks.iter().enumerate() {
+            check_name("task", &t.spec.name).map_err(|m| format!("tasks[{i}]: {m}"))?;
+            if !task_names.insert(t.spec.name.as_str()) {
+                return Err(format!(
+                    "tasks[{i}]: task name '{}' is used twice",
+                    t.spec.name
+                ));
+            }
+            t.spec.validate().map_err(|e| format!("tasks[{i}]: {e}"))?;
+            if let Some(srcs) = &t.sources {
+                if srcs.is_empty() {
+                    return Err(format!(
+                        "tasks[{i}] ('{}'): `sources` is empty",
+                        t.spec.name
+                    ));
+                }
+                for s in srcs {
+                    if !names.contains(s.as_str()) {
+                        return Err(format!(
+                            "tasks[{i}] ('{}'): `sources` names unknown source '{s}'; sources: {}",
+                            t.spec.name,
+                            names.iter().copied().collect::<Vec<_>>().join(", ")
+                        ));
+                    }
+                }
+            }
+        }
+        let mut methods = BTreeSet::new();
+        for m in &self.methods {
+            if !methods.insert(m.as_str()) {
+                return Err(format!("`methods`: '{m}' is listed twice"));
+            }
+            graft_core::registry::find(m).map_err(|e| format!("`methods`: {e}"))?;
+        }
+        for name in self.method_configs.keys() {
+            if !methods.contains(name.as_str()) {
+                return Err(format!(
+                    "[method_configs.{name}]: '{name}' is not in `methods` ({})",
+                    self.methods.join(", ")
+                ));
+            }
+        }
+        for m in &self.methods {
+            graft_core::registry::build(m, self.method_configs.get(m))
+                .map_err(|e| format!("[method_configs.{m}]: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// The results file: `override_path`, else the suite's `results`, else `results/<name>.jsonl`.
+    pub fn results_path(&self, override_path: Option<&Path>) -> PathBuf {
+        override_path
+            .map(Path::to_path_buf)
+            .or_else(|| self.results.clone())
+            .unwrap_or_else(|| PathBuf::from("results").join(format!("{}.jsonl", self.name)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+name = "t"
+methods = []
+[[sources]]
+name = "s"
+arch = { name = "resnet-cifar", depth = 8, width = 4 }
+input = [1, 8, 8]
+task = { name = "d04", dataset = "digits", classes = [0, 1, 2, 3, 4] }
+train = { epochs = 2, lr = 0.1 }
+[[tasks]]
+name = "d59"
+dataset = "digits"
+classes = [5, 6, 7, 8, 9]
+sources = ["s"]
+"#;
+
+    // `methods = []` fails validation; these tests exercise parsing paths that fail first or
+    // check the messages of validation itself.
+    #[test]
+    fn unknown_top_level_key_is_named() {
+        let err = Suite::parse(&format!("colour = 1\n{BASE}"), "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("x.toml") && err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn unknown_task_key_is_named() {
+        let err = Suite::parse(&format!("{BASE}clases = [1]\n"), "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("x.toml") && err.contains("clases") && err.contains("tasks[0] ('d59')"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_source_and_train_keys_are_named() {
+        let text = BASE.replace("lr = 0.1", "lr = 0.1, epoch = 3");
+        let err = Suite::parse(&text, "x.toml").unwrap_err().to_string();
+        assert!(err.contains("x.toml") && err.contains("epoch"), "{err}");
+        let text = BASE.replace("input = [1, 8, 8]", "input = [1, 8, 8]\nsead = 1");
+        let err = Suite::parse(&text, "x.toml").unwrap_err().to_string();
+        assert!(err.contains("sead"), "{err}");
+    }
+
+    #[test]
+    fn empty_methods_and_bad_source_reference_are_explained() {
+        let err = Suite::parse(BASE, "x.toml").unwrap_err().to_string();
+        assert!(err.contains("`methods` is empty"), "{err}");
+    }
+
+    #[test]
+    fn results_path_precedence() {
+        let mut s = Suite {
+            name: "q".into(),
+            description: None,
+            results: None,
+            seeds: vec![0],
+            methods: vec![],
+            sources: vec![],
+            tasks: vec![],
+            method_configs: BTreeMap::new(),
+            origin: String::new(),
+        };
+        assert_eq!(s.results_path(None), PathBuf::from("results/q.jsonl"));
+        s.results = Some("a/b.jsonl".into());
+        assert_eq!(s.results_path(None), PathBuf::from("a/b.jsonl"));
+        assert_eq!(
+            s.results_path(Some(Path::new("c.jsonl"))),
+            PathBuf::from("c.jsonl")
+        );
+    }
+}

@@ -1,0 +1,317 @@
+//! End-to-end tests of the `graft` binary on tiny suites (embedded digits, width-2 ResNet-8 on
+//! 8x8 inputs, one epoch), each in its own temporary directory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn graft(dir: &Path, args: &[&str]) -> Output {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_graft"))
+        .current_dir(dir)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(args)
+        .output()
+        .expect("graft runs")
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A tiny suite: one width-2 source, `tasks`, linear-probe only, 1 epoch everywhere.
+fn tiny_suite(seeds: &str, tasks: &str) -> String {
+    format!(
+        r#"
+name = "tiny"
+seeds = {seeds}
+methods = ["linear-probe"]
+[[sources]]
+name = "d04"
+arch = {{ name = "resnet-cifar", depth = 8, width = 2 }}
+input = [1, 8, 8]
+task = {{ name = "digits-0to4", dataset = "digits", classes = [0, 1, 2, 3, 4] }}
+train = {{ epochs = 1, batch_size = 128 }}
+seed = 0
+{tasks}
+[method_configs.linear-probe]
+train = {{ epochs = 1, optimizer = "adam", lr = 0.01 }}
+"#
+    )
+}
+
+const DIGITS_5TO9: &str = r#"
+[[tasks]]
+name = "digits-5to9"
+dataset = "digits"
+classes = [5, 6, 7, 8, 9]
+"#;
+
+const DIGITS_ROT: &str = r#"
+[[tasks]]
+name = "digits-rot90"
+dataset = "digits"
+classes = [0, 1, 2]
+domain = "rotate90"
+"#;
+
+fn write_suite(dir: &Path, body: &str) -> PathBuf {
+    let p = dir.join("suite.toml");
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+/// (valid records as JSON, number of unparseable non-empty lines).
+fn read_lines(path: &Path) -> (Vec<serde_json::Value>, usize) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut ok = Vec::new();
+    let mut bad = 0;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(v) => ok.push(v),
+            Err(_) => bad += 1,
+        }
+    }
+    (ok, bad)
+}
+
+fn keys(records: &[serde_json::Value]) -> Vec<String> {
+    let mut k: Vec<String> = records
+        .iter()
+        .map(|r| r["key"].as_str().unwrap().to_string())
+        .collect();
+    k.sort();
+    k
+}
+
+#[test]
+fn unknown_suite_key_is_named_with_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = tiny_suite("[0]", DIGITS_5TO9).replace("seeds = [0]", "seeds = [0]\nsedes = [1]");
+    let suite = write_suite(dir.path(), &body);
+    let out = graft(
+        dir.path(),
+        &[
+            "run",
+            suite.to_str().unwrap(),
+            "--results",
+            "r.jsonl",
+            "--no-progress",
+        ],
+    );
+    let (_, err) = text(&out);
+    assert!(!out.status.success());
+    assert!(err.contains("sedes") && err.contains("suite.toml"), "{err}");
+
+    // In a task table too (parsed separately because of its `sources` key).
+    let body = tiny_suite("[0]", &format!("{DIGITS_5TO9}clases = [1]\n"));
+    let suite = write_suite(dir.path(), &body);
+    let out = graft(
+        dir.path(),
+        &[
+            "run",
+            suite.to_str().unwrap(),
+            "--results",
+            "r.jsonl",
+            "--no-progress",
+        ],
+    );
+    let (_, err) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("clases") && err.contains("suite.toml") && err.contains("digits-5to9"),
+        "{err}"
+    );
+    assert!(!dir.path().join("r.jsonl").exists());
+}
+
+#[test]
+fn list_prints_the_baselines() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = graft(dir.path(), &["list"]);
+    let (stdout, err) = text(&out);
+    assert!(out.status.success(), "{err}");
+    for m in ["linear-probe", "feature-extractor", "fine-tune", "scratch"] {
+        assert!(
+            stdout.lines().any(|l| l == m),
+            "{m} missing from:\n{stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("paper:") && stdout.contains("\"train\""),
+        "{stdout}"
+    );
+    let out = graft(dir.path(), &["list", "--format", "toml"]);
+    let (stdout, err) = text(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        stdout.contains("[method_configs.fine-tune.train]"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn rerun_skips_recorded_runs_and_report_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = write_suite(dir.path(), &tiny_suite("[0, 1]", DIGITS_5TO9));
+    let args = [
+        "run",
+        suite.to_str().unwrap(),
+        "--results",
+        "out/r.jsonl",
+        "--no-progress",
+    ];
+    let out = graft(dir.path(), &args);
+    let (stdout, err) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{err}");
+    let results = dir.path().join("out/r.jsonl");
+    let (records, bad) = read_lines(&results);
+    assert_eq!((records.len(), bad), (2, 0));
+    assert!(dir.path().join("out/sources/d04.safetensors").exists());
+    for r in &records {
+        assert_eq!(r["method"], "linear-probe");
+        assert_eq!(r["reload_identical"], true, "{r}");
+        assert!(r["test_accuracy"].as_f64().unwrap() >= 0.0);
+        assert!(r["footprint"]["trainable_params"].as_u64().unwrap() > 0);
+        assert!(dir.path().join(r["delta_path"].as_str().unwrap()).exists());
+    }
+
+    let out = graft(dir.path(), &args);
+    let (stdout, err) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{err}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("skip ")).count(),
+        2,
+        "{stdout}"
+    );
+    let (again, bad) = read_lines(&results);
+    assert_eq!((again.len(), bad), (2, 0));
+    assert_eq!(keys(&again), keys(&records));
+
+    let out = graft(dir.path(), &["report", "out/r.jsonl"]);
+    let (stdout, err) = text(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        stdout.contains("## d04 → digits-5to9") && stdout.contains("| linear-probe | **"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("(2) |"), "{stdout}");
+    assert!(dir.path().join("out/r.md").exists());
+}
+
+#[test]
+fn truncated_last_line_keeps_earlier_records_and_appends_on_a_fresh_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = write_suite(dir.path(), &tiny_suite("[0, 1]", DIGITS_5TO9));
+    let args = [
+        "run",
+        suite.to_str().unwrap(),
+        "--results",
+        "r.jsonl",
+        "--no-progress",
+    ];
+    let out = graft(dir.path(), &args);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let results = dir.path().join("r.jsonl");
+    let full = std::fs::read_to_string(&results).unwrap();
+    let (records, _) = read_lines(&results);
+    let second_key = records[1]["key"].as_str().unwrap().to_string();
+    // Kill mid-write: the second line loses its end (and its newline).
+    std::fs::write(&results, &full[..full.len() - 40]).unwrap();
+
+    let out = graft(dir.path(), &args);
+    let (stdout, err) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{err}");
+    assert!(
+        err.contains("r.jsonl:2"),
+        "the bad line is reported by number: {err}"
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("skip ")).count(),
+        1,
+        "{stdout}"
+    );
+
+    let text = std::fs::read_to_string(&results).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(serde_json::from_str::<serde_json::Value>(lines[0]).is_ok());
+    assert!(serde_json::from_str::<serde_json::Value>(lines[1]).is_err());
+    let appended: serde_json::Value =
+        serde_json::from_str(lines[2]).expect("appended on a fresh line");
+    assert_eq!(appended["key"], second_key.as_str());
+    assert!(text.ends_with('\n'));
+}
+
+#[test]
+fn shards_cover_the_grid_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = write_suite(
+        dir.path(),
+        &tiny_suite("[0, 1]", &format!("{DIGITS_5TO9}{DIGITS_ROT}")),
+    );
+    let s = suite.to_str().unwrap();
+    let mut shard_keys = Vec::new();
+    for (i, file) in ["0/2", "1/2"].iter().zip(["out/a.jsonl", "out/b.jsonl"]) {
+        let out = graft(
+            dir.path(),
+            &["run", s, "--shard", i, "--results", file, "--no-progress"],
+        );
+        assert!(out.status.success(), "{:?}", text(&out));
+        let (records, bad) = read_lines(&dir.path().join(file));
+        assert_eq!((records.len(), bad), (2, 0), "shard {i}");
+        shard_keys.push(keys(&records));
+    }
+    let mut all: Vec<String> = shard_keys.concat();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 4, "{shard_keys:?}");
+    // Both shards used one cached source.
+    let (a, _) = read_lines(&dir.path().join("out/a.jsonl"));
+    let (b, _) = read_lines(&dir.path().join("out/b.jsonl"));
+    assert_eq!(a[0]["source_hash"], b[0]["source_hash"]);
+
+    let out = graft(
+        dir.path(),
+        &["run", s, "--shard", "2/2", "--results", "out/c.jsonl"],
+    );
+    let (_, err) = text(&out);
+    assert!(!out.status.success());
+    assert!(err.contains("2/2") && err.contains("out of range"), "{err}");
+    assert!(!dir.path().join("out/c.jsonl").exists());
+}
+
+#[test]
+fn failed_runs_are_named_and_the_others_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    // MNIST is not in the (empty) data dir: its runs fail, the digits runs go on.
+    let missing = "\n[[tasks]]\nname = \"mnist-all\"\ndataset = \"mnist\"\n";
+    let suite = write_suite(
+        dir.path(),
+        &tiny_suite("[0]", &format!("{missing}{DIGITS_5TO9}")),
+    );
+    let out = graft(
+        dir.path(),
+        &[
+            "run",
+            suite.to_str().unwrap(),
+            "--results",
+            "r.jsonl",
+            "--no-progress",
+        ],
+    );
+    let (stdout, err) = text(&out);
+    assert!(!out.status.success(), "{stdout}\n{err}");
+    assert!(
+        err.contains("1 run(s) failed") && err.contains("d04/mnist-all/linear-probe/s0/"),
+        "{err}"
+    );
+    assert!(err.contains("graft data fetch"), "{err}");
+    let (records, bad) = read_lines(&dir.path().join("r.jsonl"));
+    assert_eq!((records.len(), bad), (1, 0));
+    assert_eq!(records[0]["task"], "digits-5to9");
+}
