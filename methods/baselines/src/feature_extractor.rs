@@ -26,7 +26,7 @@ pub struct FeatureExtractorConfig {
 
 impl Default for FeatureExtractorConfig {
     fn default() -> Self {
-        Self { train: TrainConfig::default().with(30, OptimizerKind::Sgd, 0.02) }
+        Self { train: TrainConfig::default().with(30, OptimizerKind::Sgd, 0.05) }
     }
 }
 

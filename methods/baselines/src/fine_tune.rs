@@ -25,7 +25,7 @@ pub struct FineTuneConfig {
 
 impl Default for FineTuneConfig {
     fn default() -> Self {
-        Self { train: TrainConfig::default().with(20, OptimizerKind::Sgd, 0.01) }
+        Self { train: TrainConfig::default().with(20, OptimizerKind::Sgd, 0.05) }
     }
 }
 
