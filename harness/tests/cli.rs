@@ -315,3 +315,39 @@ fn failed_runs_are_named_and_the_others_recorded() {
     assert_eq!((records.len(), bad), (1, 0));
     assert_eq!(records[0]["task"], "digits-5to9");
 }
+
+/// Every crate under `methods/` is linked into the binary (an unlinked crate registers nothing),
+/// its methods are listed once, and a method crate other than `baselines` registers its folder name.
+#[test]
+fn every_method_crate_is_linked_and_listed_once() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let manifest = std::fs::read_to_string(root.join("harness/Cargo.toml")).unwrap();
+    let main = std::fs::read_to_string(root.join("harness/src/main.rs")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = graft(dir.path(), &["list"]);
+    let (stdout, err) = text(&out);
+    assert!(out.status.success(), "{err}");
+    // Method names are the unindented lines of `graft list`.
+    let names: Vec<&str> = stdout.lines().filter(|l| !l.is_empty() && !l.starts_with(char::is_whitespace)).collect();
+    let mut unique = names.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), names.len(), "a method name is listed twice: {names:?}");
+    let mut folders = 0;
+    for entry in std::fs::read_dir(root.join("methods")).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.join("Cargo.toml").exists() {
+            continue;
+        }
+        folders += 1;
+        let folder = path.file_name().unwrap().to_string_lossy().to_string();
+        let krate = format!("graft-{folder}");
+        assert!(manifest.contains(&format!("{krate}.workspace = true")), "harness/Cargo.toml does not depend on {krate}");
+        let ident = krate.replace('-', "_");
+        assert!(main.contains(&format!("use {ident} as _;")), "harness/src/main.rs does not link {ident}");
+        if folder != "baselines" {
+            assert!(names.contains(&folder.as_str()), "methods/{folder} registers no method named '{folder}': {names:?}");
+        }
+    }
+    assert!(folders >= 1, "no method crate found under methods/");
+}
