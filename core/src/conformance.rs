@@ -69,7 +69,7 @@ pub fn tiny_task(seed: u64) -> Task {
                 let lit = match class {
                     0 => r < 3,
                     1 => r >= 5,
-                    _ => c >= 3 && c < 6,
+                    _ => (3..6).contains(&c),
                 };
                 images.push(if lit { v + 0.7 } else { v });
             }

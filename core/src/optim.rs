@@ -247,8 +247,7 @@ mod tests {
     #[test]
     fn all_optimizers_converge_on_a_quadratic() {
         for kind in [OptimizerKind::Sgd, OptimizerKind::Adam, OptimizerKind::Adamw] {
-            let lr = if kind == OptimizerKind::Sgd { 0.1 } else { 0.1 };
-            let s = OptimizerSettings { optimizer: kind, lr, weight_decay: 0.0, ..Default::default() };
+            let s = OptimizerSettings { optimizer: kind, lr: 0.1, weight_decay: 0.0, ..Default::default() };
             let w = quad_step(s, 300);
             assert!((w[0] - 3.0).abs() < 0.05, "{kind:?}: {w:?}");
         }

@@ -235,18 +235,15 @@ impl Backbone {
         Ok(self.taps().swap_remove(self.tap_index(tap)?))
     }
 
-    /// The taps of the last stage's input and output: the name of the tap just before the units
-    /// of the last stage (`stage3.block0` and onwards for resnet-cifar), used by feature extractors.
+    /// The tap whose output is the input of the last stage (the units named `stage<last>.…`),
+    /// e.g. `stage2.block<n-1>` for resnet-cifar; feature extractors train from there on.
     pub fn last_stage_input_tap(&self) -> String {
-        let last_stage = self
-            .units
-            .iter()
-            .filter_map(|u| u.tap.strip_prefix("stage").and_then(|s| s.split('.').next()).map(str::to_string))
-            .last();
+        let stage_of = |tap: &str| tap.strip_prefix("stage").and_then(|s| s.split('.').next()).map(str::to_string);
+        let last_stage = self.units.iter().rev().find_map(|u| stage_of(&u.tap));
         let first = self
             .units
             .iter()
-            .position(|u| last_stage.as_deref().is_some_and(|s| u.tap.starts_with(&format!("stage{s}."))))
+            .position(|u| last_stage.is_some() && stage_of(&u.tap) == last_stage)
             .unwrap_or(self.units.len() - 2);
         self.units[first.saturating_sub(1)].tap.clone()
     }

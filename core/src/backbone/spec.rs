@@ -76,7 +76,7 @@ impl BackboneSpec {
                 i.std.len()
             )));
         }
-        if i.std.iter().any(|&s| !(s > 0.0) || !s.is_finite()) {
+        if i.std.iter().any(|&s| s.is_nan() || s <= 0.0 || !s.is_finite()) {
             return Err(GraftError::Backbone(format!("input std must be positive, got {:?}", i.std)));
         }
         if self.num_classes == 0 {
