@@ -185,12 +185,14 @@ pub fn predict(forward: &dyn Fn(&Tensor) -> Result<Tensor>, x: &Tensor, batch_si
     Ok(out)
 }
 
-fn batch_of(x: &Tensor, y: &[u32], idx: &[usize], device: &Device) -> Result<(Tensor, Tensor)> {
+/// The inputs at `idx` and their labels, as a vector and as a tensor.
+fn batch_of(x: &Tensor, y: &[u32], idx: &[usize], device: &Device) -> Result<(Tensor, Vec<u32>, Tensor)> {
     let ids: Vec<u32> = idx.iter().map(|&i| i as u32).collect();
     let ids = Tensor::from_vec(ids, idx.len(), device)?;
     let xb = x.index_select(&ids, 0)?;
-    let yb: Vec<u32> = idx.iter().map(|&i| y[i]).collect();
-    Ok((xb, Tensor::from_vec(yb, idx.len(), device)?))
+    let labels: Vec<u32> = idx.iter().map(|&i| y[i]).collect();
+    let yb = Tensor::from_slice(&labels, idx.len(), device)?;
+    Ok((xb, labels, yb))
 }
 
 /// Trains `model` on `train`, optimising `groups`, and evaluates on `val` after every epoch.
@@ -241,7 +243,7 @@ pub fn train(
         let mut factor = 1.0;
         for (b, idx) in order.chunks(cfg.batch_size).enumerate() {
             factor = cfg.schedule.factor(step, total, steps_per_epoch, cfg.warmup_steps);
-            let (xb, yb) = batch_of(train.x, train.y, idx, &device)?;
+            let (xb, labels, yb) = batch_of(train.x, train.y, idx, &device)?;
             let logits = model.train_logits(&xb, &mut rng)?;
             let loss = candle_nn::loss::cross_entropy(&logits, &yb)?;
             let lv = loss.to_scalar::<f32>()?;
@@ -253,7 +255,7 @@ pub fn train(
             opt.step(&grads, factor)?;
             model.after_step()?;
             loss_sum += lv as f64 * idx.len() as f64;
-            correct += argmax(&logits)?.iter().zip(yb.to_vec1::<u32>()?).filter(|(p, y)| **p == *y).count();
+            correct += argmax(&logits)?.iter().zip(&labels).filter(|(p, y)| p == y).count();
             step += 1;
             bar.inc(1);
         }

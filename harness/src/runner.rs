@@ -431,10 +431,8 @@ impl Runner<'_> {
             &entry.train,
             &mut ctx,
         )?;
+        // The saved bytes are deterministic, so the in-memory hash is the file's hash.
         source.save(&path)?;
-        // Continue with the file as later runs will see it (its hash is what deltas record).
-        let source = Source::load(&path, &self.device)
-            .with_context(|| format!("reading back {}", path.display()))?;
         let sidecar_json =
             serde_json::to_string_pretty(&entry).context("source entry serialises")?;
         write_atomic(&sidecar, sidecar_json.as_bytes())?;
