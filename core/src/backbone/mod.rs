@@ -9,7 +9,8 @@ mod tuning;
 
 pub use graph::{is_bn_buffer, ConvDef, Unit, UnitDef, BN_PARAMS};
 pub use ops::{
-    argmax, batch_moments, batch_norm, conv2d, global_avg_pool, linear, updated_running_stats, BN_EPS, BN_MOMENTUM,
+    add_relu, argmax, batch_moments, batch_norm, conv2d, global_avg_pool, linear, relu, updated_running_stats, BN_EPS,
+    BN_MOMENTUM,
 };
 pub use spec::{Arch, BackboneSpec, InputSpec};
 pub use tuning::TunedBackbone;
@@ -401,7 +402,17 @@ impl Backbone {
         Ok(hooks.param(name, frozen)?.unwrap_or_else(|| frozen.clone()))
     }
 
-    fn conv_bn(&self, x: &Tensor, conv: &ConvDef, bn: &str, hooks: &dyn Hooks, stats: &mut Vec<BnBatchStats>) -> Result<Tensor> {
+    /// conv → BN (→ ReLU when `act`): the one place a conv and its BN run, so fused kernels can
+    /// take over the whole sequence.
+    fn conv_bn(
+        &self,
+        x: &Tensor,
+        conv: &ConvDef,
+        bn: &str,
+        act: bool,
+        hooks: &dyn Hooks,
+        stats: &mut Vec<BnBatchStats>,
+    ) -> Result<Tensor> {
         let w = self.p(&conv.weight_name(), hooks)?;
         let b = if conv.bias { Some(self.p(&format!("{}.bias", conv.name), hooks)?) } else { None };
         let y = conv2d(x, &w, b.as_ref(), conv)?;
@@ -412,25 +423,26 @@ impl Backbone {
             let (n, _, hh, ww) = y.dims4()?;
             let out = batch_norm(&y, &mean, &var, &gamma, &beta)?;
             stats.push(BnBatchStats { bn: bn.to_string(), mean: mean.detach(), var: var.detach(), count: n * hh * ww });
-            Ok(out)
+            if act { relu(&out) } else { Ok(out) }
         } else {
             let mean = self.p(&format!("{bn}.running_mean"), hooks)?;
             let var = self.p(&format!("{bn}.running_var"), hooks)?;
-            batch_norm(&y, &mean, &var, &gamma, &beta)
+            let out = batch_norm(&y, &mean, &var, &gamma, &beta)?;
+            if act { relu(&out) } else { Ok(out) }
         }
     }
 
     fn run_unit(&self, unit: &Unit, x: &Tensor, hooks: &dyn Hooks, stats: &mut Vec<BnBatchStats>) -> Result<Tensor> {
         match unit {
-            Unit::ConvBnRelu { conv, bn } => Ok(self.conv_bn(x, conv, bn, hooks, stats)?.relu()?),
+            Unit::ConvBnRelu { conv, bn } => self.conv_bn(x, conv, bn, true, hooks, stats),
             Unit::BasicBlock { conv1, bn1, conv2, bn2, downsample } => {
-                let h = self.conv_bn(x, conv1, bn1, hooks, stats)?.relu()?;
-                let h = self.conv_bn(&h, conv2, bn2, hooks, stats)?;
+                let h = self.conv_bn(x, conv1, bn1, true, hooks, stats)?;
+                let h = self.conv_bn(&h, conv2, bn2, false, hooks, stats)?;
                 let shortcut = match downsample {
-                    Some((c, b)) => self.conv_bn(x, c, b, hooks, stats)?,
+                    Some((c, b)) => self.conv_bn(x, c, b, false, hooks, stats)?,
                     None => x.clone(),
                 };
-                Ok((h + shortcut)?.relu()?)
+                add_relu(&h, &shortcut)
             }
             Unit::GlobalAvgPool => global_avg_pool(x),
             Unit::Linear { name, .. } => {

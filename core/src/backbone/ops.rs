@@ -61,6 +61,16 @@ pub fn updated_running_stats(
     Ok((mean, var))
 }
 
+/// `max(x, 0)`.
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    Ok(x.relu()?)
+}
+
+/// `max(a + b, 0)`: the closing step of a residual block.
+pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    Ok((a + b)?.relu()?)
+}
+
 /// `x Wᵀ + b` for `x (n, in)`, `W (out, in)`.
 pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
     Ok(x.matmul(&weight.t()?)?.broadcast_add(bias)?)
