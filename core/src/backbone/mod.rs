@@ -9,8 +9,8 @@ mod tuning;
 
 pub use graph::{is_bn_buffer, ConvDef, Unit, UnitDef, BN_PARAMS};
 pub use ops::{
-    add_relu, argmax, batch_moments, batch_norm, conv2d, global_avg_pool, linear, relu, updated_running_stats, BN_EPS,
-    BN_MOMENTUM,
+    add_act, add_relu, argmax, batch_moments, batch_norm, batch_norm_act, batch_norm_act_train, conv2d, global_avg_pool,
+    linear, relu, updated_running_stats, Act, BN_EPS, BN_MOMENTUM,
 };
 pub use spec::{Arch, BackboneSpec, InputSpec};
 pub use tuning::TunedBackbone;
@@ -418,17 +418,16 @@ impl Backbone {
         let y = conv2d(x, &w, b.as_ref(), conv)?;
         let gamma = self.p(&format!("{bn}.weight"), hooks)?;
         let beta = self.p(&format!("{bn}.bias"), hooks)?;
+        let act = if act { Act::Relu } else { Act::None };
         if hooks.bn_uses_batch_stats(bn) {
-            let (mean, var) = batch_moments(&y)?;
+            let (out, mean, var) = batch_norm_act_train(&y, &gamma, &beta, act)?;
             let (n, _, hh, ww) = y.dims4()?;
-            let out = batch_norm(&y, &mean, &var, &gamma, &beta)?;
-            stats.push(BnBatchStats { bn: bn.to_string(), mean: mean.detach(), var: var.detach(), count: n * hh * ww });
-            if act { relu(&out) } else { Ok(out) }
+            stats.push(BnBatchStats { bn: bn.to_string(), mean, var, count: n * hh * ww });
+            Ok(out)
         } else {
             let mean = self.p(&format!("{bn}.running_mean"), hooks)?;
             let var = self.p(&format!("{bn}.running_var"), hooks)?;
-            let out = batch_norm(&y, &mean, &var, &gamma, &beta)?;
-            if act { relu(&out) } else { Ok(out) }
+            batch_norm_act(&y, &mean, &var, &gamma, &beta, act)
         }
     }
 

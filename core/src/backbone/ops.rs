@@ -2,6 +2,8 @@
 
 use super::graph::ConvDef;
 use crate::error::Result;
+use crate::kernels;
+pub use crate::kernels::Act;
 use candle_core::{DType, Tensor, D};
 
 /// BatchNorm epsilon (PyTorch's default).
@@ -35,14 +37,48 @@ pub fn batch_moments(x: &Tensor) -> Result<(Tensor, Tensor)> {
     Ok((mean, var))
 }
 
+/// Whether the fused f32 CPU kernels of [`crate::kernels`] can take these tensors.
+fn fast(ts: &[&Tensor]) -> bool {
+    ts.iter().all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
+}
+
+/// `act` applied with candle's own ops (the fallback of the fused kernels).
+fn apply_act(x: Tensor, act: Act) -> Result<Tensor> {
+    Ok(match act {
+        Act::None => x,
+        Act::Relu => x.relu()?,
+        Act::Relu6 => x.clamp(0f32, 6f32)?,
+    })
+}
+
 /// BatchNorm with the given statistics: `(x - mean) / sqrt(var + eps) * weight + bias`.
 pub fn batch_norm(x: &Tensor, mean: &Tensor, var: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    let c = x.dim(1)?;
-    let shape = (1, c, 1, 1);
+    batch_norm_act(x, mean, var, weight, bias, Act::None)
+}
+
+/// BatchNorm with the given (running) statistics followed by `act`; differentiable in `x`,
+/// `weight` and `bias` (and the statistics). One fused pass on the CPU.
+pub fn batch_norm_act(x: &Tensor, mean: &Tensor, var: &Tensor, weight: &Tensor, bias: &Tensor, act: Act) -> Result<Tensor> {
     let inv_std = (var + BN_EPS)?.sqrt()?.recip()?;
     let scale = (weight * &inv_std)?;
     let shift = (bias - (mean * &scale)?)?;
-    Ok(x.broadcast_mul(&scale.reshape(shape)?)?.broadcast_add(&shift.reshape(shape)?)?)
+    if fast(&[x, &scale, &shift]) {
+        return Ok(kernels::scale_shift_act(x, &scale, &shift, act)?);
+    }
+    let c = x.dim(1)?;
+    let shape: Vec<usize> = std::iter::once(1).chain(std::iter::once(c)).chain(std::iter::repeat_n(1, x.rank() - 2)).collect();
+    apply_act(x.broadcast_mul(&scale.reshape(shape.as_slice())?)?.broadcast_add(&shift.reshape(shape.as_slice())?)?, act)
+}
+
+/// Training-mode BatchNorm (batch statistics) followed by `act`. Returns the output and the
+/// batch's per-channel mean and biased variance (detached, for the running statistics).
+pub fn batch_norm_act_train(x: &Tensor, weight: &Tensor, bias: &Tensor, act: Act) -> Result<(Tensor, Tensor, Tensor)> {
+    if fast(&[x, weight, bias]) {
+        return Ok(kernels::batch_norm_train(x, weight, bias, act)?);
+    }
+    let (mean, var) = batch_moments(x)?;
+    let out = batch_norm_act(x, &mean, &var, weight, bias, act)?;
+    Ok((out, mean.detach(), var.detach()))
 }
 
 /// New running statistics after a training batch: `(1-m)·running + m·batch`, with the batch
@@ -68,7 +104,15 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
 
 /// `max(a + b, 0)`: the closing step of a residual block.
 pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    Ok((a + b)?.relu()?)
+    add_act(a, b, Act::Relu)
+}
+
+/// `act(a + b)` for tensors of the same shape; one fused pass on the CPU.
+pub fn add_act(a: &Tensor, b: &Tensor, act: Act) -> Result<Tensor> {
+    if fast(&[a, b]) && a.dims() == b.dims() {
+        return Ok(kernels::add_act(a, b, act)?);
+    }
+    apply_act((a + b)?, act)
 }
 
 /// `x Wᵀ + b` for `x (n, in)`, `W (out, in)`.

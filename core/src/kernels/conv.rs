@@ -12,6 +12,7 @@
 //! Dilation is always 1. Work is spread over rayon's global pool; each `gemm` call is serial.
 
 use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use super::cpu_slice::f32_slice;
 use gemm::Parallelism;
 use rayon::prelude::*;
 
@@ -413,18 +414,6 @@ fn weight_grad(x: &[f32], dy: &[f32], g: &Geom) -> Vec<f32> {
         )
 }
 
-/// The contiguous f32 data of a CPU storage.
-fn f32_data<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let data = match s {
-        CpuStorage::F32(d) => d,
-        _ => bail!("graft conv2d: {what} must be f32 (use candle's conv2d for other dtypes)"),
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => bail!("graft conv2d: {what} must be contiguous"),
-    }
-}
-
 /// The forward op; `arg1` is the input, `arg2` the weight.
 #[derive(Clone, Copy, Debug)]
 struct Conv2dOp {
@@ -440,7 +429,7 @@ impl CustomOp2 for Conv2dOp {
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let g = Geom::new(l1.dims(), l2.dims(), self.stride, self.padding, self.groups)?;
-        let y = forward(f32_data(s1, l1, "input")?, f32_data(s2, l2, "weight")?, &g);
+        let y = forward(f32_slice(s1, l1, "conv2d", "input")?, f32_slice(s2, l2, "conv2d", "weight")?, &g);
         Ok((CpuStorage::F32(y), g.out_shape()))
     }
 
@@ -487,7 +476,7 @@ impl CustomOp2 for InputGradOp {
         if dyd != g.out_shape().dims() {
             bail!("graft conv2d input grad: dy {dyd:?} does not match output {:?}", g.out_shape());
         }
-        let dx = input_grad(f32_data(s1, l1, "dy")?, f32_data(s2, l2, "weight")?, &g);
+        let dx = input_grad(f32_slice(s1, l1, "conv2d", "dy")?, f32_slice(s2, l2, "conv2d", "weight")?, &g);
         Ok((CpuStorage::F32(dx), Shape::from(xdims.to_vec())))
     }
 }
@@ -520,7 +509,7 @@ impl CustomOp2 for WeightGradOp {
         if dyd != g.out_shape().dims() {
             bail!("graft conv2d weight grad: dy {dyd:?} does not match output {:?}", g.out_shape());
         }
-        let dw = weight_grad(f32_data(s1, l1, "input")?, f32_data(s2, l2, "dy")?, &g);
+        let dw = weight_grad(f32_slice(s1, l1, "conv2d", "input")?, f32_slice(s2, l2, "conv2d", "dy")?, &g);
         Ok((CpuStorage::F32(dw), Shape::from(wdims.to_vec())))
     }
 }

@@ -5,5 +5,8 @@
 //! for anything else so callers can fall back to candle (see [`crate::backbone::conv2d`]).
 
 pub mod conv;
+mod cpu_slice;
+pub mod norm;
 
 pub use conv::{conv2d, conv2d_input_grad, conv2d_weight_grad};
+pub use norm::{add_act, batch_norm_train, scale_shift_act, Act};
