@@ -5,6 +5,7 @@
 //! `inventory::submit! { graft_core::registry::MethodEntry { .. } }`.
 
 pub mod backbone;
+pub mod bench;
 pub mod checkpoint;
 pub mod conformance;
 pub mod data;

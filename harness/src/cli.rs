@@ -35,6 +35,8 @@ pub enum Command {
     Run(RunArgs),
     /// Writes markdown tables from results files.
     Report(ReportArgs),
+    /// Measures training and inference images/s of the bench net (see docs/performance.md).
+    Bench(BenchArgs),
 }
 
 /// How `graft list` prints default configs.
@@ -146,6 +148,26 @@ pub struct ReportArgs {
     /// Where to write the markdown (default: the (first) results path with .md).
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+/// `graft bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Input channels of the bench net (repeatable; default: 1 and 3).
+    #[arg(long = "channels", value_name = "C")]
+    pub channels: Vec<usize>,
+    /// Images per step.
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    /// Depth of the resnet-cifar bench net.
+    #[arg(long, default_value_t = 20)]
+    pub depth: usize,
+    /// Width of the resnet-cifar bench net.
+    #[arg(long, default_value_t = 16)]
+    pub width: usize,
+    /// Least seconds timed per figure (after warm-up).
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
 }
 
 /// Resolves a `--progress` / `--no-progress` pair: explicit flags win, else whether stderr is a

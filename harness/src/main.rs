@@ -2,6 +2,7 @@
 //! suite files into JSONL results, and writes markdown reports. With no arguments it runs the
 //! embedded quick suite and prints its report.
 
+mod bench_cmd;
 mod cli;
 mod data_cmd;
 mod list;
@@ -61,6 +62,7 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Pretrain(args)) => pretrain_cmd::run(&args, &data_dir()?),
         Some(Command::Run(args)) => run_cmd(&args, &data_dir()?),
         Some(Command::Report(args)) => report_cmd(&args),
+        Some(Command::Bench(args)) => bench_cmd::run(&args),
     }
 }
 
