@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod conformance;
 pub mod data;
 pub mod error;
+pub mod features;
 pub mod init;
 pub mod kernels;
 pub mod method;

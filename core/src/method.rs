@@ -48,12 +48,15 @@ pub struct FitContext<'a> {
     pub progress: bool,
     /// Called after every epoch with its metrics.
     pub on_epoch: Option<&'a mut dyn FnMut(&EpochMetrics)>,
+    /// How frozen-source features are cached for methods that train after a tap.
+    pub features: crate::features::FeatureCache,
 }
 
 impl<'a> FitContext<'a> {
-    /// A context on `device` with `seed`, no progress bar and no callback.
+    /// A context on `device` with `seed`, no progress bar, no callback and the default
+    /// in-memory feature cache.
     pub fn new(device: Device, seed: u64) -> Self {
-        Self { device, seed, progress: false, on_epoch: None }
+        Self { device, seed, progress: false, on_epoch: None, features: crate::features::FeatureCache::default() }
     }
 }
 

@@ -1,6 +1,8 @@
 //! The task model all four baselines produce, and the fitting procedure they share.
 
-use crate::net::{Body, Net};
+use crate::net::{Body, FrozenPrefix, Net};
+use graft_core::features::CacheOutcome;
+use graft_core::ImageSet;
 use graft_core::optim::ParamGroup;
 use graft_core::train::{train, Split, TrainConfig};
 use graft_core::{Delta, FitContext, Footprint, ParamMap, Result, Source, Task, TaskModel, Trainable};
@@ -79,12 +81,23 @@ impl TaskModel for BaselineModel {
     }
 }
 
-/// Inputs of the trainable net for a split: frozen features (computed once: the cache) or images.
-fn split_input(source: &Source, plan: &Plan, images: &graft_core::ImageSet, device: &candle_core::Device) -> Result<Tensor> {
-    let x = images.images_tensor(device)?;
-    match &plan.frozen_until {
-        Some(tap) if !images.is_empty() => source.backbone.features(&x, tap, 256),
-        _ => Ok(x),
+/// The trainable net's inputs for a split: the frozen source's features at the plan's tap from
+/// the feature cache, or the images (with `recompute` set) when caching is off or over budget.
+fn split_input(source: &Source, plan: &Plan, images: &ImageSet, ctx: &FitContext, recompute: &mut bool) -> Result<Tensor> {
+    let x = || images.images_tensor(&ctx.device);
+    let Some(tap) = &plan.frozen_until else { return x() };
+    if *recompute || images.is_empty() {
+        return if images.is_empty() { source.backbone.features(&x()?, tap, 1) } else { x() };
+    }
+    match ctx.features.taps(&source.backbone, &source.hash, images, &[tap.as_str()])? {
+        CacheOutcome::Ready(f) => Ok(f.get(tap)?.clone()),
+        CacheOutcome::OverBudget(msg) => {
+            if ctx.features.enabled {
+                eprintln!("{}: {msg}", plan.method);
+            }
+            *recompute = true;
+            x()
+        }
     }
 }
 
@@ -102,8 +115,14 @@ pub fn fit_plan(
     let device = ctx.device.clone();
     let features = source.backbone.tap(feature_tap)?.channels;
     let mut net = Net::new(body, features, task.num_classes, ctx.seed, &device)?;
-    let x = split_input(source, &plan, &task.train, &device)?;
-    let vx = split_input(source, &plan, &task.val, &device)?;
+    let mut recompute = false;
+    let x = split_input(source, &plan, &task.train, ctx, &mut recompute)?;
+    let mut vx = split_input(source, &plan, &task.val, ctx, &mut recompute)?;
+    if recompute {
+        // Both splits go through the same path: images, run through the frozen source each step.
+        vx = task.val.images_tensor(&device)?;
+        net.prefix = plan.frozen_until.clone().map(|tap| FrozenPrefix { backbone: source.backbone.clone(), tap });
+    }
     let groups = vec![ParamGroup { vars: net.all_vars(), settings: train_cfg.optim() }];
     let label = format!("{} {}", plan.method, task.name);
     train(
@@ -115,6 +134,8 @@ pub fn fit_plan(
         ctx,
         &label,
     )?;
+    // The model runs its frozen part itself from now on (see `net_input`).
+    net.prefix = None;
     Ok(Box::new(BaselineModel { plan, source: source.clone(), net, num_classes: task.num_classes }))
 }
 

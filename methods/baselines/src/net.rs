@@ -4,7 +4,7 @@
 use graft_core::backbone::{global_avg_pool, linear, TunedBackbone};
 use graft_core::init::{linear_init, SeededRng};
 use graft_core::{ParamMap, Result, Trainable, Trainables};
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 /// Name of the head's weight (`(classes, features)`).
 pub const HEAD_WEIGHT: &str = "head.weight";
@@ -21,8 +21,19 @@ pub struct Body {
     pub to: String,
 }
 
-/// Optional tuned body + global average pooling (for 4-D features) + linear head.
+/// The frozen source up to a tap, run on every batch when its features are not cached.
+pub struct FrozenPrefix {
+    /// The frozen source.
+    pub backbone: graft_core::Backbone,
+    /// Tap whose output feeds the trainable part.
+    pub tap: String,
+}
+
+/// Optional frozen prefix + optional tuned body + global average pooling (for 4-D features) +
+/// linear head.
 pub struct Net {
+    /// Set while training from images instead of cached features.
+    pub prefix: Option<FrozenPrefix>,
     /// The tuned part of the backbone; `None` when the input already is the feature.
     pub body: Option<Body>,
     /// `head.weight` and `head.bias`.
@@ -37,7 +48,7 @@ impl Net {
         let mut head = Trainables::new();
         head.insert(HEAD_WEIGHT, &w)?;
         head.insert(HEAD_BIAS, &b)?;
-        Ok(Self { body, head })
+        Ok(Self { prefix: None, body, head })
     }
 
     /// Rebuilds a net from stored tensors: the head from `head.*`, the body from the rest.
@@ -49,7 +60,7 @@ impl Net {
             })?;
             head.insert(name, t)?;
         }
-        Ok(Self { body, head })
+        Ok(Self { prefix: None, body, head })
     }
 
     fn logits(&self, features: Tensor) -> Result<Tensor> {
@@ -72,19 +83,33 @@ impl Net {
     }
 }
 
+impl Net {
+    /// The trainable part's input: the batch itself (cached features, converted to f32 if the
+    /// cache holds f16) or, with a frozen prefix, the source's output for the image batch.
+    fn input(&self, x: &Tensor) -> Result<Tensor> {
+        let x = match &self.prefix {
+            Some(p) => p.backbone.run(x, None, &p.tap, &[], &graft_core::NoHooks)?.output.detach(),
+            None => x.clone(),
+        };
+        Ok(if x.dtype() == DType::F32 { x } else { x.to_dtype(DType::F32)? })
+    }
+}
+
 impl Trainable for Net {
     fn train_logits(&mut self, x: &Tensor, _rng: &mut SeededRng) -> Result<Tensor> {
+        let x = self.input(x)?;
         let f = match &mut self.body {
-            Some(b) => b.tuned.forward(x, b.from.as_deref(), &b.to, true)?,
-            None => x.clone(),
+            Some(b) => b.tuned.forward(&x, b.from.as_deref(), &b.to, true)?,
+            None => x,
         };
         self.logits(f)
     }
 
     fn eval_logits(&self, x: &Tensor) -> Result<Tensor> {
+        let x = self.input(x)?;
         let f = match &self.body {
-            Some(b) => b.tuned.eval(x, b.from.as_deref(), &b.to)?,
-            None => x.clone(),
+            Some(b) => b.tuned.eval(&x, b.from.as_deref(), &b.to)?,
+            None => x,
         };
         Ok(self.logits(f)?.detach())
     }

@@ -53,3 +53,34 @@ fn every_baseline_beats_chance_on_new_digit_classes() {
     // The source was shared by all three fits and never changed.
     assert!(values(&source) == before, "a baseline modified the frozen source");
 }
+
+/// Logits of `method` fitted with the given feature cache.
+fn fitted_logits(source: &Source, target: &Task, method: &str, cache: graft_core::features::FeatureCache) -> Vec<f32> {
+    let m = registry::build(method, Some(&json!({ "train": { "epochs": 2, "batch_size": 32 } }))).unwrap();
+    let mut ctx = FitContext::new(Device::Cpu, 1);
+    let what = format!("{method} with {cache:?}");
+    ctx.features = cache;
+    let model = m.fit(source, target, &mut ctx).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let x = target.test.images_tensor(&Device::Cpu).unwrap();
+    model.forward(&x).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+}
+
+#[test]
+fn cached_features_train_the_same_model_as_recomputing_the_source() {
+    use graft_core::features::{CacheDType, FeatureCache};
+    let spec = BackboneSpec { arch: Arch::ResnetCifar { depth: 8, width: 4 }, input: InputSpec::new(1, 8, 8), num_classes: 5 };
+    let backbone = graft_core::Backbone::init(spec, 3, &Device::Cpu).unwrap();
+    let source = Source::new(backbone, graft_core::Provenance::default()).unwrap();
+    let target = digits_task("digits-5to9", &[5, 6, 7, 8, 9]);
+    for method in ["linear-probe", "feature-extractor"] {
+        let cached = fitted_logits(&source, &target, method, FeatureCache::default());
+        let recomputed = fitted_logits(&source, &target, method, FeatureCache::disabled());
+        // Per-image kernels make a frozen forward independent of the batch it is in.
+        assert_eq!(cached, recomputed, "{method}: cached and recomputed training differ");
+        let tight = FeatureCache { budget_bytes: 1024, ..FeatureCache::default() };
+        assert_eq!(fitted_logits(&source, &target, method, tight), cached, "{method}: over-budget fallback differs");
+        let half = fitted_logits(&source, &target, method, FeatureCache { dtype: CacheDType::F16, ..FeatureCache::default() });
+        let err = half.iter().zip(&cached).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(err < 0.05, "{method}: f16 cache moved logits by {err}");
+    }
+}
