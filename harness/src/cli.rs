@@ -168,6 +168,13 @@ pub struct BenchArgs {
     /// Least seconds timed per figure (after warm-up).
     #[arg(long, default_value_t = 5.0)]
     pub seconds: f64,
+    /// Also time linear-probe epochs on the embedded digits (resized to 1x32x32) with the
+    /// feature cache and with the source recomputed every step.
+    #[arg(long)]
+    pub probe: bool,
+    /// Only the linear-probe comparison (implies --probe).
+    #[arg(long)]
+    pub probe_only: bool,
 }
 
 /// Resolves a `--progress` / `--no-progress` pair: explicit flags win, else whether stderr is a
