@@ -13,7 +13,6 @@
 
 use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use super::cpu_slice::f32_slice;
-use gemm::Parallelism;
 use rayon::prelude::*;
 
 /// Target size (in f32s) of one im2col tile: 64K floats = 256 KiB, about half an L2.
@@ -233,46 +232,7 @@ impl SendPtr {
     }
 }
 
-/// `dst (m × n) = [dst +] lhs (m × k) · rhs (k × n)`, strides as (row, column), serial.
-#[allow(clippy::too_many_arguments)]
-#[inline]
-unsafe fn matmul(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: *mut f32,
-    dst_rs: usize,
-    dst_cs: usize,
-    accumulate: bool,
-    lhs: *const f32,
-    lhs_rs: usize,
-    lhs_cs: usize,
-    rhs: *const f32,
-    rhs_rs: usize,
-    rhs_cs: usize,
-) {
-    gemm::gemm(
-        m,
-        n,
-        k,
-        dst,
-        dst_cs as isize,
-        dst_rs as isize,
-        accumulate,
-        lhs,
-        lhs_cs as isize,
-        lhs_rs as isize,
-        rhs,
-        rhs_cs as isize,
-        rhs_rs as isize,
-        1.0,
-        1.0,
-        false,
-        false,
-        false,
-        Parallelism::None,
-    )
-}
+use super::blas::matmul;
 
 /// Forward: `y (n, cout, hout, wout)`.
 fn forward(x: &[f32], wt: &[f32], g: &Geom) -> Vec<f32> {

@@ -4,9 +4,11 @@
 //! autograd like the op it replaces. Kernels are f32 and CPU only; they return a candle error
 //! for anything else so callers can fall back to candle (see [`crate::backbone::conv2d`]).
 
+mod blas;
 pub mod conv;
 mod cpu_slice;
 pub mod norm;
 
+pub use blas::uses_openblas;
 pub use conv::{conv2d, conv2d_input_grad, conv2d_weight_grad};
 pub use norm::{add_act, batch_norm_train, scale_shift_act, Act};
