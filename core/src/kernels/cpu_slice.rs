@@ -39,3 +39,15 @@ pub fn lanes_sum(xs: &[f32], f: impl Fn(f32) -> f32) -> f64 {
     let tail: f64 = chunks.remainder().iter().map(|&v| f(v) as f64).sum();
     lanes.iter().map(|&v| v as f64).sum::<f64>() + tail
 }
+
+/// A vector of `len` f32s whose contents are unspecified, for outputs that the caller writes
+/// in full before reading (saves the zeroing pass of `vec![0.0; len]`; candle's own CPU
+/// backend allocates its outputs the same way).
+#[allow(clippy::uninit_vec)]
+pub fn output_vec(len: usize) -> Vec<f32> {
+    let mut v = Vec::with_capacity(len);
+    // SAFETY: f32 has no invalid bit patterns, and every caller overwrites all `len` elements
+    // before any is read.
+    unsafe { v.set_len(len) };
+    v
+}

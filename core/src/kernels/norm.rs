@@ -11,7 +11,7 @@
 //! Every op is a candle custom op with its own backward, so autograd treats it like the
 //! sequence of candle ops it replaces.
 
-use super::cpu_slice::{f32_slice, lanes_sum, stored_f32};
+use super::cpu_slice::{f32_slice, lanes_sum, output_vec, stored_f32};
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
@@ -70,7 +70,7 @@ fn check_channel_vec(dims: &[usize], c: usize, what: &str, name: &str) -> Result
 
 /// Applies `out = act(x·scale[c] + shift[c])` plane by plane.
 fn affine_act(x: &[f32], scale: &[f32], shift: &[f32], c: usize, plane: usize, act: Act) -> Vec<f32> {
-    let mut out = vec![0f32; x.len()];
+    let mut out = output_vec(x.len());
     out.par_chunks_mut(plane).zip(x.par_chunks(plane)).enumerate().for_each(|(i, (o, xi))| {
         let (s, t) = (scale[i % c], shift[i % c]);
         match act {
@@ -202,7 +202,7 @@ impl CustomOp3 for BatchNormTrainOp {
                     [a, b, k]
                 })
                 .collect();
-            let mut dx = vec![0f32; xs.len()];
+            let mut dx = output_vec(xs.len());
             dx.par_chunks_mut(plane).enumerate().for_each(|(i, d)| {
                 let [a, b, k] = coef[i % c];
                 let off = i * plane;
@@ -265,7 +265,7 @@ impl CustomOp3 for ScaleShiftOp {
             let sc = stored_f32(&ss, ls, what, "scale")?;
             let act = self.act;
             let dx = if x.track_op() {
-                let mut dx = vec![0f32; xs.len()];
+                let mut dx = output_vec(xs.len());
                 dx.par_chunks_mut(plane).enumerate().for_each(|(i, d)| {
                     let s = sc[i % c];
                     let off = i * plane;
@@ -319,7 +319,7 @@ impl CustomOp2 for AddActOp {
         }
         let (a, b) = (f32_slice(s1, l1, what, "lhs")?, f32_slice(s2, l2, what, "rhs")?);
         let act = self.act;
-        let mut out = vec![0f32; a.len()];
+        let mut out = output_vec(a.len());
         out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(|(o, (a, b))| {
             for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
                 *o = act.apply(x + y);
@@ -356,7 +356,7 @@ impl CustomOp2 for ActGradOp {
         }
         let (r, g) = (f32_slice(s1, l1, what, "output")?, f32_slice(s2, l2, what, "gradient")?);
         let act = self.act;
-        let mut out = vec![0f32; r.len()];
+        let mut out = output_vec(r.len());
         out.par_chunks_mut(CHUNK).zip(r.par_chunks(CHUNK).zip(g.par_chunks(CHUNK))).for_each(|(o, (r, g))| {
             for ((o, &rv), &gv) in o.iter_mut().zip(r).zip(g) {
                 *o = gv * act.pass(rv);
