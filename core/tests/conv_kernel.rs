@@ -197,3 +197,34 @@ fn unsupported_inputs_are_errors() {
     assert!(conv2d(&x, &uniform(&[4, 4, 9, 9], 3), 1, 1, 1).is_err(), "kernel larger than the padded input");
     assert!(conv2d(&x, &w, 0, 1, 1).is_err(), "stride 0");
 }
+
+#[test]
+fn fused_bias_and_activation_match_candle_ops_forward_and_backward() {
+    use graft_core::kernels::{conv2d_bias_act, Act};
+    for (i, c) in CASES.iter().enumerate() {
+        let &(_, _, _, _, cout, _, stride, pad, groups) = c;
+        let (x, w) = case_tensors(c, 300 + 10 * i as u64);
+        let b = uniform(&[cout], 301 + i as u64);
+        for act in [Act::None, Act::Relu, Act::Relu6] {
+            let (xv, wv, bv) = (Var::from_tensor(&x).unwrap(), Var::from_tensor(&w).unwrap(), Var::from_tensor(&(&b * 3.0).unwrap()).unwrap());
+            let ours = conv2d_bias_act(&xv, &wv, &bv, stride, pad, groups, act).unwrap();
+            let lin = xv.conv2d(&wv, pad, stride, 1, groups).unwrap().broadcast_add(&bv.reshape((1, cout, 1, 1)).unwrap()).unwrap();
+            let theirs = match act {
+                Act::None => lin,
+                Act::Relu => lin.relu().unwrap(),
+                Act::Relu6 => lin.clamp(0f32, 6f32).unwrap(),
+            };
+            let what = format!("{c:?} {act:?}");
+            assert_close(&ours, &theirs, 1e-4, &format!("forward {what}"));
+            let r = uniform(ours.dims(), 302 + i as u64);
+            let g = (ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let g_ref = (theirs * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            for (v, name) in [(&xv, "dx"), (&wv, "dw"), (&bv, "db")] {
+                assert_close(g.get(v).unwrap(), g_ref.get(v).unwrap(), 1e-4, &format!("{name} {what}"));
+            }
+        }
+    }
+    let x = uniform(&[1, 2, 5, 5], 1);
+    let err = conv2d_bias_act(&x, &uniform(&[3, 2, 3, 3], 2), &uniform(&[4], 3), 1, 1, 1, Act::Relu).unwrap_err();
+    assert!(err.to_string().contains("bias must have shape [3]"), "{err}");
+}

@@ -9,7 +9,8 @@ mod tuning;
 
 pub use graph::{is_bn_buffer, ConvDef, Unit, UnitDef, BN_PARAMS};
 pub use ops::{
-    add_act, add_relu, argmax, batch_moments, batch_norm, batch_norm_act, batch_norm_act_train, conv2d, global_avg_pool,
+    add_act, add_relu, argmax, batch_moments, batch_norm, batch_norm_act, batch_norm_act_train, conv2d, conv_bn_act_eval,
+    global_avg_pool,
     linear, relu, updated_running_stats, Act, BN_EPS, BN_MOMENTUM,
 };
 pub use spec::{Arch, BackboneSpec, InputSpec};
@@ -415,11 +416,11 @@ impl Backbone {
     ) -> Result<Tensor> {
         let w = self.p(&conv.weight_name(), hooks)?;
         let b = if conv.bias { Some(self.p(&format!("{}.bias", conv.name), hooks)?) } else { None };
-        let y = conv2d(x, &w, b.as_ref(), conv)?;
         let gamma = self.p(&format!("{bn}.weight"), hooks)?;
         let beta = self.p(&format!("{bn}.bias"), hooks)?;
         let act = if act { Act::Relu } else { Act::None };
         if hooks.bn_uses_batch_stats(bn) {
+            let y = conv2d(x, &w, b.as_ref(), conv)?;
             let (out, mean, var) = batch_norm_act_train(&y, &gamma, &beta, act)?;
             let (n, _, hh, ww) = y.dims4()?;
             stats.push(BnBatchStats { bn: bn.to_string(), mean, var, count: n * hh * ww });
@@ -427,7 +428,7 @@ impl Backbone {
         } else {
             let mean = self.p(&format!("{bn}.running_mean"), hooks)?;
             let var = self.p(&format!("{bn}.running_var"), hooks)?;
-            batch_norm_act(&y, &mean, &var, &gamma, &beta, act)
+            conv_bn_act_eval(x, &w, b.as_ref(), conv, [&gamma, &beta, &mean, &var], act)
         }
     }
 

@@ -70,6 +70,34 @@ pub fn batch_norm_act(x: &Tensor, mean: &Tensor, var: &Tensor, weight: &Tensor, 
     apply_act(x.broadcast_mul(&scale.reshape(shape.as_slice())?)?.broadcast_add(&shift.reshape(shape.as_slice())?)?, act)
 }
 
+/// Inference-mode conv → BatchNorm (fixed statistics) → `act`, with the BN folded into the
+/// conv: `w' = w·s`, `b' = β − mean·s + bias·s` where `s = γ/√(var+ε)`, and the bias and
+/// activation applied inside the conv kernel on the CPU. Differentiable in every tensor (the
+/// folding is made of candle ops), so weight-override methods train through it.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_bn_act_eval(
+    x: &Tensor,
+    weight: &Tensor,
+    conv_bias: Option<&Tensor>,
+    def: &ConvDef,
+    bn: [&Tensor; 4],
+    act: Act,
+) -> Result<Tensor> {
+    let [gamma, beta, mean, var] = bn;
+    let scale = (gamma * (var + BN_EPS)?.sqrt()?.recip()?)?;
+    let mut shift = (beta - (mean * &scale)?)?;
+    if let Some(b) = conv_bias {
+        shift = (shift + (b * &scale)?)?;
+    }
+    if fast(&[x, weight, &scale, &shift]) {
+        let folded = weight.broadcast_mul(&scale.reshape((def.out_channels, 1, 1, 1))?)?;
+        return Ok(kernels::conv2d_bias_act(x, &folded, &shift, def.stride, def.padding, def.groups, act)?);
+    }
+    let y = conv2d(x, weight, None, def)?;
+    let c = def.out_channels;
+    apply_act(y.broadcast_mul(&scale.reshape((1, c, 1, 1))?)?.broadcast_add(&shift.reshape((1, c, 1, 1))?)?, act)
+}
+
 /// Training-mode BatchNorm (batch statistics) followed by `act`. Returns the output and the
 /// batch's per-channel mean and biased variance (detached, for the running statistics).
 pub fn batch_norm_act_train(x: &Tensor, weight: &Tensor, bias: &Tensor, act: Act) -> Result<(Tensor, Tensor, Tensor)> {

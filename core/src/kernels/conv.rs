@@ -11,8 +11,9 @@
 //!
 //! Dilation is always 1. Work is spread over rayon's global pool; each `gemm` call is serial.
 
-use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use super::cpu_slice::f32_slice;
+use super::norm::{act_grad, channel_sums, Act};
 use rayon::prelude::*;
 
 /// Target size (in f32s) of one im2col tile: 64K floats = 256 KiB, about half an L2.
@@ -234,8 +235,16 @@ impl SendPtr {
 
 use super::blas::matmul;
 
-/// Forward: `y (n, cout, hout, wout)`.
-fn forward(x: &[f32], wt: &[f32], g: &Geom) -> Vec<f32> {
+/// Per-output-channel bias and activation applied to each output block right after its
+/// product, while it is still in cache.
+#[derive(Clone, Copy)]
+struct Epilogue<'a> {
+    bias: &'a [f32],
+    act: Act,
+}
+
+/// Forward: `y (n, cout, hout, wout)`, with the optional epilogue applied.
+fn forward(x: &[f32], wt: &[f32], g: &Geom, epilogue: Option<Epilogue>) -> Vec<f32> {
     let (k, cin_g, cout_g, hw_in, hw_out) = (g.k(), g.cin_g(), g.cout_g(), g.hw_in(), g.hw_out());
     let len = g.n * g.cout * hw_out;
     let mut y: Vec<f32> = Vec::with_capacity(len);
@@ -261,6 +270,12 @@ fn forward(x: &[f32], wt: &[f32], g: &Geom) -> Vec<f32> {
             unsafe {
                 let dst = yp.get().add((img * g.cout + gi * cout_g) * hw_out + oh0 * g.wout);
                 matmul(cout_g, nc, k, dst, hw_out, 1, false, wg.as_ptr(), k, 1, rhs, rhs_rs, 1);
+                if let Some(e) = epilogue {
+                    for co in 0..cout_g {
+                        let row = std::slice::from_raw_parts_mut(dst.add(co * hw_out), nc);
+                        e.act.apply_bias(row, e.bias[gi * cout_g + co]);
+                    }
+                }
             }
         }
     });
@@ -295,7 +310,7 @@ fn input_grad(dy: &[f32], wt: &[f32], g: &Geom) -> Vec<f32> {
         let wd = [g.cin, cout_g, kh, kw];
         if let Ok(gt) = Geom::new(&xd, &wd, 1, kh - 1 - g.pad, g.groups) {
             debug_assert_eq!((gt.hout, gt.wout), (g.h, g.w));
-            return forward(dy, &wf, &gt);
+            return forward(dy, &wf, &gt, None);
         }
     }
     let mut dx = vec![0f32; g.n * g.cin * hw_in];
@@ -389,7 +404,7 @@ impl CustomOp2 for Conv2dOp {
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let g = Geom::new(l1.dims(), l2.dims(), self.stride, self.padding, self.groups)?;
-        let y = forward(f32_slice(s1, l1, "conv2d", "input")?, f32_slice(s2, l2, "conv2d", "weight")?, &g);
+        let y = forward(f32_slice(s1, l1, "conv2d", "input")?, f32_slice(s2, l2, "conv2d", "weight")?, &g, None);
         Ok((CpuStorage::F32(y), g.out_shape()))
     }
 
@@ -408,6 +423,58 @@ impl CustomOp2 for Conv2dOp {
             None
         };
         Ok((dx, dw))
+    }
+}
+
+/// Convolution + per-channel bias + activation; args: input, weight, bias `(cout,)`.
+#[derive(Clone, Copy, Debug)]
+struct Conv2dBiasActOp {
+    stride: usize,
+    padding: usize,
+    groups: usize,
+    act: Act,
+}
+
+impl CustomOp3 for Conv2dBiasActOp {
+    fn name(&self) -> &'static str {
+        "graft-conv2d-bias-act"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geom::new(l1.dims(), l2.dims(), self.stride, self.padding, self.groups)?;
+        if l3.dims() != [g.cout] {
+            bail!("graft conv2d: bias must have shape [{}], got {:?}", g.cout, l3.dims());
+        }
+        let bias = f32_slice(s3, l3, "conv2d", "bias")?;
+        let e = Epilogue { bias, act: self.act };
+        let y = forward(f32_slice(s1, l1, "conv2d", "input")?, f32_slice(s2, l2, "conv2d", "weight")?, &g, Some(e));
+        Ok((CpuStorage::F32(y), g.out_shape()))
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, res: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = act_grad(res, dy, self.act)?;
+        let dx = if x.track_op() {
+            let (_, _, h, wd) = x.dims4()?;
+            Some(conv2d_input_grad(&g, w, (h, wd), self.stride, self.padding, self.groups)?)
+        } else {
+            None
+        };
+        let dw = if w.track_op() {
+            let (_, _, kh, kw) = w.dims4()?;
+            Some(conv2d_weight_grad(x, &g, (kh, kw), self.stride, self.padding, self.groups)?)
+        } else {
+            None
+        };
+        let db = if b.track_op() { Some(channel_sums(&g)?) } else { None };
+        Ok((dx, dw, db))
     }
 }
 
@@ -498,6 +565,16 @@ pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize, groups: usi
     Geom::new(x.dims(), w.dims(), stride, padding, groups)?;
     let (x, w) = (x.contiguous()?, w.contiguous()?);
     x.apply_op2(&w, Conv2dOp { stride, padding, groups })
+}
+
+/// `act(conv2d(x, w) + b)` with the bias and activation applied inside the kernel (one pass
+/// less over the output). Used for inference-mode conv + BatchNorm with the BN folded into `w`
+/// and `b`. Differentiable in all three arguments. Same errors as [`conv2d`].
+pub fn conv2d_bias_act(x: &Tensor, w: &Tensor, b: &Tensor, stride: usize, padding: usize, groups: usize, act: Act) -> Result<Tensor> {
+    check_cpu_f32("conv2d", &[x, w, b])?;
+    Geom::new(x.dims(), w.dims(), stride, padding, groups)?;
+    let (x, w, b) = (x.contiguous()?, w.contiguous()?, b.contiguous()?);
+    x.apply_op3(&w, &b, Conv2dBiasActOp { stride, padding, groups, act })
 }
 
 /// Gradient of [`conv2d`] w.r.t. its input, given the output gradient `dy (n, cout, hout, wout)`,

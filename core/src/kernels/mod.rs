@@ -10,5 +10,5 @@ mod cpu_slice;
 pub mod norm;
 
 pub use blas::uses_openblas;
-pub use conv::{conv2d, conv2d_input_grad, conv2d_weight_grad};
+pub use conv::{conv2d, conv2d_bias_act, conv2d_input_grad, conv2d_weight_grad};
 pub use norm::{add_act, batch_norm_train, scale_shift_act, Act};

@@ -40,6 +40,15 @@ impl Act {
         }
     }
 
+    /// Adds `bias` to every element of `row` and applies the activation, in place.
+    pub(crate) fn apply_bias(self, row: &mut [f32], bias: f32) {
+        match self {
+            Act::None => row.iter_mut().for_each(|v| *v += bias),
+            Act::Relu => row.iter_mut().for_each(|v| *v = (*v + bias).max(0.0)),
+            Act::Relu6 => row.iter_mut().for_each(|v| *v = (*v + bias).clamp(0.0, 6.0)),
+        }
+    }
+
     /// The activation's derivative as a 0/1 factor, read from its output (ties go to 0, as
     /// PyTorch's ReLU and ReLU6 backward do).
     #[inline(always)]
@@ -329,7 +338,7 @@ impl CustomOp2 for AddActOp {
     }
 
     fn bwd(&self, a: &Tensor, b: &Tensor, res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = if self.act == Act::None { grad.clone() } else { res.apply_op2_no_bwd(grad, &ActGradOp { act: self.act })? };
+        let g = act_grad(res, grad, self.act)?;
         let ga = a.track_op().then(|| g.clone());
         let gb = b.track_op().then_some(g);
         Ok((ga, gb))
@@ -364,6 +373,26 @@ impl CustomOp2 for ActGradOp {
         });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
+}
+
+/// `grad · act'(out)` (the gradient before an activation whose output was `out`).
+pub(crate) fn act_grad(out: &Tensor, grad: &Tensor, act: Act) -> Result<Tensor> {
+    if act == Act::None {
+        return Ok(grad.clone());
+    }
+    out.contiguous()?.apply_op2_no_bwd(&grad.contiguous()?, &ActGradOp { act })
+}
+
+/// Per-channel sums of an NCHW (or `(n, c)`) tensor: `(c,)`.
+pub(crate) fn channel_sums(x: &Tensor) -> Result<Tensor> {
+    let x = x.contiguous()?;
+    let (n, c, plane) = ncp(x.dims(), "channel sums")?;
+    let sums = {
+        let (s, l) = x.storage_and_layout();
+        let xs = stored_f32(&s, l, "channel sums", "input")?;
+        per_channel::<1>(n, c, plane, |off| [lanes_sum(&xs[off..off + plane], |v| v)])
+    };
+    Tensor::from_vec(sums.iter().map(|s| s[0] as f32).collect::<Vec<_>>(), c, x.device())
 }
 
 fn check_cpu_f32(what: &str, ts: &[&Tensor]) -> Result<()> {
