@@ -12,7 +12,8 @@
 //! Dilation is always 1. Work is spread over rayon's global pool; each `gemm` call is serial.
 
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
-use super::cpu_slice::f32_slice;
+use super::cpu_slice::{f32_slice, output_vec};
+use super::direct;
 use super::norm::{act_grad, channel_sums, Act};
 use rayon::prelude::*;
 
@@ -245,6 +246,9 @@ struct Epilogue<'a> {
 
 /// Forward: `y (n, cout, hout, wout)`, with the optional epilogue applied.
 fn forward(x: &[f32], wt: &[f32], g: &Geom, epilogue: Option<Epilogue>) -> Vec<f32> {
+    if g.stride == 1 && g.groups == 1 && !g.pointwise() && direct::available() {
+        return forward_direct(x, wt, g, epilogue);
+    }
     let (k, cin_g, cout_g, hw_in, hw_out) = (g.k(), g.cin_g(), g.cout_g(), g.hw_in(), g.hw_out());
     let len = g.n * g.cout * hw_out;
     let mut y: Vec<f32> = Vec::with_capacity(len);
@@ -281,6 +285,21 @@ fn forward(x: &[f32], wt: &[f32], g: &Geom, epilogue: Option<Epilogue>) -> Vec<f
     });
     // SAFETY: the gemm calls above (read_dst = false, k >= 1) wrote all `len` elements.
     unsafe { y.set_len(len) };
+    y
+}
+
+/// Forward through the direct kernel, one image per task.
+fn forward_direct(x: &[f32], wt: &[f32], g: &Geom, epilogue: Option<Epilogue>) -> Vec<f32> {
+    let dg = direct::DirectGeom { cin: g.cin, h: g.h, w: g.w, cout: g.cout, kh: g.kh, kw: g.kw, pad: g.pad };
+    debug_assert_eq!(dg.out_hw(), (g.hout, g.wout));
+    let per_out = g.cout * g.hw_out();
+    let mut y = output_vec(g.n * per_out);
+    let e = epilogue.map(|e| (e.bias, e.act));
+    y.par_chunks_mut(per_out).enumerate().for_each_init(direct::Scratch::default, |scratch, (img, yi)| {
+        let xi = &x[img * g.cin * g.hw_in()..][..g.cin * g.hw_in()];
+        // SAFETY: `direct::available()` was checked and the slices match the geometry.
+        unsafe { direct::conv_image(xi, wt, yi, &dg, e, scratch) };
+    });
     y
 }
 

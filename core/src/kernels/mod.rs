@@ -6,6 +6,7 @@
 
 mod blas;
 pub mod conv;
+mod direct;
 mod cpu_slice;
 pub mod norm;
 

@@ -1,0 +1,175 @@
+//! Direct (no im2col) stride-1 convolution for x86-64 with AVX2 + FMA.
+//!
+//! Per image, the input is copied once into a zero-padded buffer of row width `wp = w + 2·pad`.
+//! Computed over that padded width, output position `j = oh·wp + ow` of channel `co` is
+//! `Σ_ci Σ_(ki,kj) w[co, ci, ki, kj] · xpad[ci, j + ki·wp + kj]`: every kernel tap reads the
+//! padded channel at a constant offset, so the inner loop is R ≤ 6 output channels × V = 2 vectors of 8
+//! consecutive positions, each step one broadcast weight per channel and one unaligned load per
+//! vector feeding R·V fused multiply-adds — no im2col matrix, no packing. The `wp − wout` extra
+//! columns per row are computed and dropped when the block is copied out (with the optional
+//! bias and activation).
+
+#![allow(clippy::too_many_arguments)]
+
+use super::norm::Act;
+
+/// Whether this CPU can run the direct kernel.
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *OK.get_or_init(|| {
+            std::env::var("GRAFT_DIRECT_CONV").map_or(true, |v| v != "off")
+                && is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Output positions per register block: V = 2 vectors of 8.
+const BLOCK: usize = 16;
+
+/// Geometry of one direct conv.
+#[derive(Clone, Copy, Debug)]
+pub struct DirectGeom {
+    /// Input channels.
+    pub cin: usize,
+    /// Input height and width.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Output channels.
+    pub cout: usize,
+    /// Kernel height.
+    pub kh: usize,
+    /// Kernel width.
+    pub kw: usize,
+    /// Zero padding on every side.
+    pub pad: usize,
+}
+
+impl DirectGeom {
+    fn wp(&self) -> usize {
+        self.w + 2 * self.pad
+    }
+    fn hp(&self) -> usize {
+        self.h + 2 * self.pad
+    }
+    /// Output height and width.
+    pub fn out_hw(&self) -> (usize, usize) {
+        (self.hp() + 1 - self.kh, self.wp() + 1 - self.kw)
+    }
+    /// Positions computed per channel (rounded up to whole blocks).
+    fn positions(&self) -> usize {
+        (self.out_hw().0 * self.wp()).div_ceil(BLOCK) * BLOCK
+    }
+    /// Floats of the padded input buffer, with slack so the last block's loads stay inside.
+    fn padded_len(&self) -> usize {
+        let reach = (self.kh - 1) * self.wp() + self.kw - 1;
+        (self.cin * self.hp() * self.wp()).max((self.cin - 1) * self.hp() * self.wp() + self.positions() + reach)
+    }
+}
+
+/// Scratch buffers one worker reuses across images.
+#[derive(Default)]
+pub struct Scratch {
+    padded: Vec<f32>,
+    out: Vec<f32>,
+}
+
+/// Convolves one image `x (cin, h, w)` with `wt (cout, cin, kh, kw)` into `y (cout, hout, wout)`,
+/// adding `bias[co]` and applying `act` when given.
+///
+/// # Safety
+/// [`available`] must be true; the slices must have the sizes the geometry implies.
+pub unsafe fn conv_image(x: &[f32], wt: &[f32], y: &mut [f32], g: &DirectGeom, epilogue: Option<(&[f32], Act)>, s: &mut Scratch) {
+    let (hp, wp) = (g.hp(), g.wp());
+    let (hout, wout) = g.out_hw();
+    s.padded.clear();
+    s.padded.resize(g.padded_len(), 0.0);
+    for c in 0..g.cin {
+        for r in 0..g.h {
+            let dst = (c * hp + r + g.pad) * wp + g.pad;
+            s.padded[dst..dst + g.w].copy_from_slice(&x[(c * g.h + r) * g.w..][..g.w]);
+        }
+    }
+    let positions = g.positions();
+    s.out.resize(g.cout * positions, 0.0);
+    let offsets: Vec<usize> = (0..g.kh).flat_map(|ki| (0..g.kw).map(move |kj| ki * wp + kj)).collect();
+    let mut co = 0;
+    while co < g.cout {
+        let rows = (g.cout - co).min(6);
+        match rows {
+            6 => channels::<6>(&s.padded, wt, &mut s.out, co, g, &offsets, positions),
+            5 => channels::<5>(&s.padded, wt, &mut s.out, co, g, &offsets, positions),
+            4 => channels::<4>(&s.padded, wt, &mut s.out, co, g, &offsets, positions),
+            3 => channels::<3>(&s.padded, wt, &mut s.out, co, g, &offsets, positions),
+            2 => channels::<2>(&s.padded, wt, &mut s.out, co, g, &offsets, positions),
+            _ => channels::<1>(&s.padded, wt, &mut s.out, co, g, &offsets, positions),
+        }
+        co += rows;
+    }
+    for c in 0..g.cout {
+        for r in 0..hout {
+            let src = &s.out[c * positions + r * wp..][..wout];
+            let dst = &mut y[(c * hout + r) * wout..][..wout];
+            dst.copy_from_slice(src);
+            if let Some((bias, act)) = epilogue {
+                act.apply_bias(dst, bias[c]);
+            }
+        }
+    }
+}
+
+/// Output channels `co..co+R` over every position block.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn channels<const R: usize>(
+    padded: &[f32],
+    wt: &[f32],
+    out: &mut [f32],
+    co: usize,
+    g: &DirectGeom,
+    offsets: &[usize],
+    positions: usize,
+) {
+    use std::arch::x86_64::*;
+    let taps = offsets.len();
+    let plane = g.hp() * g.wp();
+    let k = g.cin * taps;
+    let wbase = wt.as_ptr().add(co * k);
+    let xbase = padded.as_ptr();
+    let obase = out.as_mut_ptr();
+    let mut j = 0;
+    while j < positions {
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
+        for ci in 0..g.cin {
+            let xc = xbase.add(ci * plane + j);
+            let wc = wbase.add(ci * taps);
+            for (t, &off) in offsets.iter().enumerate() {
+                let x0 = _mm256_loadu_ps(xc.add(off));
+                let x1 = _mm256_loadu_ps(xc.add(off + 8));
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let wv = _mm256_broadcast_ss(&*wc.add(r * k + t));
+                    a[0] = _mm256_fmadd_ps(wv, x0, a[0]);
+                    a[1] = _mm256_fmadd_ps(wv, x1, a[1]);
+                }
+            }
+        }
+        for (r, a) in acc.iter().enumerate() {
+            let o = obase.add((co + r) * positions + j);
+            _mm256_storeu_ps(o, a[0]);
+            _mm256_storeu_ps(o.add(8), a[1]);
+        }
+        j += BLOCK;
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn channels<const R: usize>(_: &[f32], _: &[f32], _: &mut [f32], _: usize, _: &DirectGeom, _: &[usize], _: usize) {
+    unreachable!("the direct conv kernel is only used where `available()` is true")
+}
