@@ -364,8 +364,38 @@ fn input_grad(dy: &[f32], wt: &[f32], g: &Geom) -> Vec<f32> {
     dx
 }
 
+/// Weight gradient through the direct kernel: per-thread sums over images, then reduced.
+fn weight_grad_direct(x: &[f32], dy: &[f32], g: &Geom) -> Vec<f32> {
+    let dg = direct::DirectGeom { cin: g.cin, h: g.h, w: g.w, cout: g.cout, kh: g.kh, kw: g.kw, pad: g.pad };
+    let wlen = g.cout * g.k();
+    let (per_x, per_y) = (g.cin * g.hw_in(), g.cout * g.hw_out());
+    (0..g.n)
+        .into_par_iter()
+        .fold(
+            || (vec![0f32; wlen], direct::Scratch::default()),
+            |(mut acc, mut scratch), img| {
+                // SAFETY: `direct::available()` was checked and the slices match the geometry.
+                unsafe {
+                    direct::weight_grad_image(&x[img * per_x..][..per_x], &dy[img * per_y..][..per_y], &mut acc, &dg, &mut scratch)
+                };
+                (acc, scratch)
+            },
+        )
+        .map(|(acc, _)| acc)
+        .reduce(
+            || vec![0f32; wlen],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(a, b)| *a += *b);
+                a
+            },
+        )
+}
+
 /// Gradient w.r.t. the weight: `dw (cout, cin/groups, kh, kw)`.
 fn weight_grad(x: &[f32], dy: &[f32], g: &Geom) -> Vec<f32> {
+    if g.stride == 1 && g.groups == 1 && !g.pointwise() && direct::available() {
+        return weight_grad_direct(x, dy, g);
+    }
     let (k, cin_g, cout_g, hw_in, hw_out) = (g.k(), g.cin_g(), g.cout_g(), g.hw_in(), g.hw_out());
     let wlen = g.cout * k;
     let tiles = g.tiles();

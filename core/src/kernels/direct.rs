@@ -173,3 +173,77 @@ unsafe fn channels<const R: usize>(
 unsafe fn channels<const R: usize>(_: &[f32], _: &[f32], _: &mut [f32], _: usize, _: &DirectGeom, _: &[usize], _: usize) {
     unreachable!("the direct conv kernel is only used where `available()` is true")
 }
+
+/// Adds one image's weight gradient into `dw (cout, cin, kh, kw)`: `x (cin, h, w)` is the
+/// conv's input and `dy (cout, hout, wout)` its output gradient.
+///
+/// `dw[co, ci, tap] = Σ_j dy_p[co, j] · xpad[ci, j + offset(tap)]` over the padded-width
+/// positions `j`, where `dy_p` is `dy` re-laid at row width `wp` with zeros in the extra
+/// columns. Each (co, ci) pair keeps one vector accumulator per tap.
+///
+/// # Safety
+/// [`available`] must be true; the slices must have the sizes the geometry implies.
+pub unsafe fn weight_grad_image(x: &[f32], dy: &[f32], dw: &mut [f32], g: &DirectGeom, s: &mut Scratch) {
+    let (hp, wp) = (g.hp(), g.wp());
+    let (hout, wout) = g.out_hw();
+    s.padded.clear();
+    s.padded.resize(g.padded_len(), 0.0);
+    for c in 0..g.cin {
+        for r in 0..g.h {
+            let dst = (c * hp + r + g.pad) * wp + g.pad;
+            s.padded[dst..dst + g.w].copy_from_slice(&x[(c * g.h + r) * g.w..][..g.w]);
+        }
+    }
+    let positions = g.positions();
+    s.out.clear();
+    s.out.resize(g.cout * positions, 0.0);
+    for c in 0..g.cout {
+        for r in 0..hout {
+            s.out[c * positions + r * wp..][..wout].copy_from_slice(&dy[(c * hout + r) * wout..][..wout]);
+        }
+    }
+    let offsets: Vec<usize> = (0..g.kh).flat_map(|ki| (0..g.kw).map(move |kj| ki * wp + kj)).collect();
+    let plane = hp * wp;
+    for co in 0..g.cout {
+        let d = &s.out[co * positions..][..positions];
+        for ci in 0..g.cin {
+            let xc = &s.padded[ci * plane..];
+            let dst = &mut dw[(co * g.cin + ci) * offsets.len()..][..offsets.len()];
+            tap_dots(d, xc, &offsets, dst);
+        }
+    }
+}
+
+/// `dst[t] += Σ_j d[j] · x[j + offsets[t]]` for `j < d.len()` (a multiple of 8).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tap_dots(d: &[f32], x: &[f32], offsets: &[usize], dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    // Nine taps (3x3) at a time keep 9 accumulators in registers.
+    for (chunk, out) in offsets.chunks(9).zip(dst.chunks_mut(9)) {
+        let mut acc = [_mm256_setzero_ps(); 9];
+        let n = chunk.len();
+        let (dp, xp) = (d.as_ptr(), x.as_ptr());
+        let mut j = 0;
+        while j < d.len() {
+            let dv = _mm256_loadu_ps(dp.add(j));
+            for t in 0..n {
+                acc[t] = _mm256_fmadd_ps(dv, _mm256_loadu_ps(xp.add(j + chunk[t])), acc[t]);
+            }
+            j += 8;
+        }
+        for t in 0..n {
+            let a = acc[t];
+            let hi = _mm256_extractf128_ps(a, 1);
+            let q = _mm_add_ps(_mm256_castps256_ps128(a), hi);
+            let q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+            let q = _mm_add_ss(q, _mm_shuffle_ps(q, q, 1));
+            out[t] += _mm_cvtss_f32(q);
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn tap_dots(_: &[f32], _: &[f32], _: &[usize], _: &mut [f32]) {
+    unreachable!("the direct conv kernel is only used where `available()` is true")
+}
