@@ -5,6 +5,7 @@ use graft_core::init::SeededRng;
 use std::time::Instant;
 
 fn main() {
+    graft_core::kernels::tune_allocator();
     let dev = Device::Cpu;
     let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().unwrap()).collect();
     let (depth, width, hw, batch) = (args[0], args[1], args[2], args[3]);

@@ -25,6 +25,7 @@ use std::process::ExitCode;
 const QUICK_SUITE: &str = include_str!("../suites/quick.toml");
 
 fn main() -> ExitCode {
+    graft_core::kernels::tune_allocator();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

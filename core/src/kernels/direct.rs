@@ -179,7 +179,7 @@ unsafe fn channels<const R: usize>(_: &[f32], _: &[f32], _: &mut [f32], _: usize
 ///
 /// `dw[co, ci, tap] = Σ_j dy_p[co, j] · xpad[ci, j + offset(tap)]` over the padded-width
 /// positions `j`, where `dy_p` is `dy` re-laid at row width `wp` with zeros in the extra
-/// columns. Each (co, ci) pair keeps one vector accumulator per tap.
+/// columns. Blocks of 4 output channels × 3 taps keep 12 vector accumulators.
 ///
 /// # Safety
 /// [`available`] must be true; the slices must have the sizes the geometry implies.
@@ -204,46 +204,73 @@ pub unsafe fn weight_grad_image(x: &[f32], dy: &[f32], dw: &mut [f32], g: &Direc
     }
     let offsets: Vec<usize> = (0..g.kh).flat_map(|ki| (0..g.kw).map(move |kj| ki * wp + kj)).collect();
     let plane = hp * wp;
-    for co in 0..g.cout {
-        let d = &s.out[co * positions..][..positions];
-        for ci in 0..g.cin {
-            let xc = &s.padded[ci * plane..];
-            let dst = &mut dw[(co * g.cin + ci) * offsets.len()..][..offsets.len()];
-            tap_dots(d, xc, &offsets, dst);
+    let taps = offsets.len();
+    for ci in 0..g.cin {
+        let xc = &s.padded[ci * plane..];
+        let mut co = 0;
+        while co < g.cout {
+            let rows = (g.cout - co).min(4);
+            for t0 in (0..taps).step_by(3) {
+                let offs = &offsets[t0..(t0 + 3).min(taps)];
+                match rows {
+                    4 => tap_dots::<4>(&s.out, positions, co, xc, offs, dw, g.cin, taps, ci, t0),
+                    3 => tap_dots::<3>(&s.out, positions, co, xc, offs, dw, g.cin, taps, ci, t0),
+                    2 => tap_dots::<2>(&s.out, positions, co, xc, offs, dw, g.cin, taps, ci, t0),
+                    _ => tap_dots::<1>(&s.out, positions, co, xc, offs, dw, g.cin, taps, ci, t0),
+                }
+            }
+            co += rows;
         }
     }
 }
 
-/// `dst[t] += Σ_j d[j] · x[j + offsets[t]]` for `j < d.len()` (a multiple of 8).
+/// For output channels `co..co+R` and up to 3 taps `offs` (starting at tap `t0`) of input
+/// channel `ci`: `dw[co+r, ci, t0+t] += Σ_j dy_p[co+r, j] · x[j + offs[t]]` over `j < positions`
+/// (a multiple of 8). R·3 accumulators; each loaded vector feeds several multiply-adds.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tap_dots(d: &[f32], x: &[f32], offsets: &[usize], dst: &mut [f32]) {
+unsafe fn tap_dots<const R: usize>(
+    dy: &[f32],
+    positions: usize,
+    co: usize,
+    x: &[f32],
+    offs: &[usize],
+    dw: &mut [f32],
+    cin: usize,
+    taps: usize,
+    ci: usize,
+    t0: usize,
+) {
     use std::arch::x86_64::*;
-    // Nine taps (3x3) at a time keep 9 accumulators in registers.
-    for (chunk, out) in offsets.chunks(9).zip(dst.chunks_mut(9)) {
-        let mut acc = [_mm256_setzero_ps(); 9];
-        let n = chunk.len();
-        let (dp, xp) = (d.as_ptr(), x.as_ptr());
-        let mut j = 0;
-        while j < d.len() {
-            let dv = _mm256_loadu_ps(dp.add(j));
-            for t in 0..n {
-                acc[t] = _mm256_fmadd_ps(dv, _mm256_loadu_ps(xp.add(j + chunk[t])), acc[t]);
-            }
-            j += 8;
+    let mut acc = [[_mm256_setzero_ps(); 3]; R];
+    let n = offs.len();
+    let (o0, o1, o2) = (offs[0], offs[n.min(2) - 1], offs[n - 1]);
+    let (dp, xp) = (dy.as_ptr().add(co * positions), x.as_ptr());
+    let mut j = 0;
+    while j < positions {
+        let x0 = _mm256_loadu_ps(xp.add(j + o0));
+        let x1 = _mm256_loadu_ps(xp.add(j + o1));
+        let x2 = _mm256_loadu_ps(xp.add(j + o2));
+        for (r, a) in acc.iter_mut().enumerate() {
+            let d = _mm256_loadu_ps(dp.add(r * positions + j));
+            a[0] = _mm256_fmadd_ps(d, x0, a[0]);
+            a[1] = _mm256_fmadd_ps(d, x1, a[1]);
+            a[2] = _mm256_fmadd_ps(d, x2, a[2]);
         }
-        for t in 0..n {
-            let a = acc[t];
-            let hi = _mm256_extractf128_ps(a, 1);
-            let q = _mm_add_ps(_mm256_castps256_ps128(a), hi);
+        j += 8;
+    }
+    for (r, a) in acc.iter().enumerate() {
+        for (t, v) in a.iter().take(n).enumerate() {
+            let hi = _mm256_extractf128_ps(*v, 1);
+            let q = _mm_add_ps(_mm256_castps256_ps128(*v), hi);
             let q = _mm_add_ps(q, _mm_movehl_ps(q, q));
             let q = _mm_add_ss(q, _mm_shuffle_ps(q, q, 1));
-            out[t] += _mm_cvtss_f32(q);
+            dw[((co + r) * cin + ci) * taps + t0 + t] += _mm_cvtss_f32(q);
         }
     }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn tap_dots(_: &[f32], _: &[f32], _: &[usize], _: &mut [f32]) {
+unsafe fn tap_dots<const R: usize>(_: &[f32], _: usize, _: usize, _: &[f32], _: &[usize], _: &mut [f32], _: usize, _: usize, _: usize, _: usize) {
     unreachable!("the direct conv kernel is only used where `available()` is true")
 }
