@@ -190,3 +190,18 @@ fn bad_shapes_are_named_errors() {
     let err = scale_shift_act(&uniform(&[2, 3, 4], 0.0, 1.0, 1), &g, &g, Act::None).unwrap_err().to_string();
     assert!(err.contains("(n, c, h, w)"), "{err}");
 }
+
+#[test]
+fn activation_matches_candle_ops_forward_and_backward() {
+    use graft_core::kernels::activation;
+    for act in ACTS {
+        let x = Var::from_tensor(&uniform(&[2, 3, 9, 7], -4.0, 9.0, 11)).unwrap();
+        let r = uniform(&[2, 3, 9, 7], -1.0, 1.0, 12);
+        let out = activation(&x, act).unwrap();
+        let out_ref = act_ref(x.as_tensor().clone(), act);
+        assert_close(&out, &out_ref, 0.0, &format!("{act:?} output"));
+        let gr = (out * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let gr_ref = (out_ref * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        assert_close(gr.get(&x).unwrap(), gr_ref.get(&x).unwrap(), 0.0, &format!("{act:?} grad"));
+    }
+}

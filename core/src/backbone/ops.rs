@@ -127,7 +127,15 @@ pub fn updated_running_stats(
 
 /// `max(x, 0)`.
 pub fn relu(x: &Tensor) -> Result<Tensor> {
-    Ok(x.relu()?)
+    activate(x, Act::Relu)
+}
+
+/// `act(x)`; one fused pass (and one for the gradient) on the CPU.
+pub fn activate(x: &Tensor, act: Act) -> Result<Tensor> {
+    if fast(&[x]) {
+        return Ok(kernels::activation(x, act)?);
+    }
+    apply_act(x.clone(), act)
 }
 
 /// `max(a + b, 0)`: the closing step of a residual block.

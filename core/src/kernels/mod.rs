@@ -12,7 +12,7 @@ pub mod norm;
 
 pub use blas::uses_openblas;
 pub use conv::{conv2d, conv2d_bias_act, conv2d_input_grad, conv2d_weight_grad};
-pub use norm::{add_act, batch_norm_train, scale_shift_act, Act};
+pub use norm::{activation, add_act, batch_norm_train, scale_shift_act, Act};
 
 /// Tunes the C allocator for training loops (glibc only; a no-op elsewhere): activation-sized
 /// buffers come from the heap instead of fresh `mmap`s, and freed memory is kept for the next

@@ -345,6 +345,33 @@ impl CustomOp2 for AddActOp {
     }
 }
 
+/// `act(x)`; arg: `x`.
+struct ActOp {
+    act: Act,
+}
+
+impl candle_core::CustomOp1 for ActOp {
+    fn name(&self) -> &'static str {
+        "graft-activation"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s, l, "activation", "input")?;
+        let act = self.act;
+        let mut out = output_vec(x.len());
+        out.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(o, x)| {
+            for (o, &v) in o.iter_mut().zip(x) {
+                *o = act.apply(v);
+            }
+        });
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(act_grad(res, grad, self.act)?))
+    }
+}
+
 /// Elements per parallel work item of the element-wise ops.
 const CHUNK: usize = 16 * 1024;
 
@@ -425,6 +452,15 @@ pub fn scale_shift_act(x: &Tensor, scale: &Tensor, shift: &Tensor, act: Act) -> 
     check_cpu_f32("scale-shift", &[x, scale, shift])?;
     let (x, scale, shift) = (x.contiguous()?, scale.contiguous()?, shift.contiguous()?);
     x.apply_op3(&scale, &shift, ScaleShiftOp { act })
+}
+
+/// `act(x)` element-wise, one pass forward and one backward.
+pub fn activation(x: &Tensor, act: Act) -> Result<Tensor> {
+    check_cpu_f32("activation", &[x])?;
+    if act == Act::None {
+        return Ok(x.clone());
+    }
+    x.contiguous()?.apply_op1(ActOp { act })
 }
 
 /// `act(a + b)` for two tensors of the same shape.
