@@ -205,49 +205,62 @@ pub unsafe fn weight_grad_image(x: &[f32], dy: &[f32], dw: &mut [f32], g: &Direc
     let offsets: Vec<usize> = (0..g.kh).flat_map(|ki| (0..g.kw).map(move |kj| ki * wp + kj)).collect();
     let plane = hp * wp;
     let taps = offsets.len();
-    for ci in 0..g.cin {
-        let xc = &s.padded[ci * plane..];
-        let mut co = 0;
-        while co < g.cout {
-            let rows = (g.cout - co).min(4);
-            for t0 in (0..taps).step_by(3) {
-                let offs = &offsets[t0..(t0 + 3).min(taps)];
-                match rows {
-                    4 => tap_dots::<4>(&s.out, positions, co, xc, offs, dw, g.cin, taps, ci, t0),
-                    3 => tap_dots::<3>(&s.out, positions, co, xc, offs, dw, g.cin, taps, ci, t0),
-                    2 => tap_dots::<2>(&s.out, positions, co, xc, offs, dw, g.cin, taps, ci, t0),
-                    _ => tap_dots::<1>(&s.out, positions, co, xc, offs, dw, g.cin, taps, ci, t0),
+    // Position chunks keep 4 rows of dy and one input channel in L1 across the taps.
+    let mut j0 = 0;
+    while j0 < positions {
+        let j1 = (j0 + WGRAD_CHUNK).min(positions);
+        for ci in 0..g.cin {
+            let xc = &s.padded[ci * plane..];
+            let mut co = 0;
+            while co < g.cout {
+                let rows = (g.cout - co).min(4);
+                for t0 in (0..taps).step_by(3) {
+                    let offs = &offsets[t0..(t0 + 3).min(taps)];
+                    let at = Dots { positions, j0, j1, co, ci, t0, cin: g.cin, taps };
+                    match rows {
+                        4 => tap_dots::<4>(&s.out, xc, offs, dw, &at),
+                        3 => tap_dots::<3>(&s.out, xc, offs, dw, &at),
+                        2 => tap_dots::<2>(&s.out, xc, offs, dw, &at),
+                        _ => tap_dots::<1>(&s.out, xc, offs, dw, &at),
+                    }
                 }
+                co += rows;
             }
-            co += rows;
         }
+        j0 = j1;
     }
 }
 
-/// For output channels `co..co+R` and up to 3 taps `offs` (starting at tap `t0`) of input
-/// channel `ci`: `dw[co+r, ci, t0+t] += Σ_j dy_p[co+r, j] · x[j + offs[t]]` over `j < positions`
-/// (a multiple of 8). R·3 accumulators; each loaded vector feeds several multiply-adds.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn tap_dots<const R: usize>(
-    dy: &[f32],
+/// Positions per weight-gradient chunk (a multiple of 8).
+const WGRAD_CHUNK: usize = 512;
+
+/// Where one [`tap_dots`] call reads and writes.
+#[derive(Clone, Copy)]
+struct Dots {
     positions: usize,
+    j0: usize,
+    j1: usize,
     co: usize,
-    x: &[f32],
-    offs: &[usize],
-    dw: &mut [f32],
-    cin: usize,
-    taps: usize,
     ci: usize,
     t0: usize,
-) {
+    cin: usize,
+    taps: usize,
+}
+
+/// For output channels `co..co+R` and up to 3 taps `offs` (starting at tap `t0`) of input
+/// channel `ci`: `dw[co+r, ci, t0+t] += Σ_j dy_p[co+r, j] · x[j + offs[t]]` over `j0 ≤ j < j1`
+/// (multiples of 8). R·3 accumulators; each loaded vector feeds several multiply-adds.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tap_dots<const R: usize>(dy: &[f32], x: &[f32], offs: &[usize], dw: &mut [f32], at: &Dots) {
     use std::arch::x86_64::*;
+    let Dots { positions, j0, j1, co, ci, t0, cin, taps } = *at;
     let mut acc = [[_mm256_setzero_ps(); 3]; R];
     let n = offs.len();
     let (o0, o1, o2) = (offs[0], offs[n.min(2) - 1], offs[n - 1]);
     let (dp, xp) = (dy.as_ptr().add(co * positions), x.as_ptr());
-    let mut j = 0;
-    while j < positions {
+    let mut j = j0;
+    while j < j1 {
         let x0 = _mm256_loadu_ps(xp.add(j + o0));
         let x1 = _mm256_loadu_ps(xp.add(j + o1));
         let x2 = _mm256_loadu_ps(xp.add(j + o2));
@@ -271,6 +284,6 @@ unsafe fn tap_dots<const R: usize>(
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn tap_dots<const R: usize>(_: &[f32], _: usize, _: usize, _: &[f32], _: &[usize], _: &mut [f32], _: usize, _: usize, _: usize, _: usize) {
+unsafe fn tap_dots<const R: usize>(_: &[f32], _: &[f32], _: &[usize], _: &mut [f32], _: &Dots) {
     unreachable!("the direct conv kernel is only used where `available()` is true")
 }
