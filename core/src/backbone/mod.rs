@@ -18,7 +18,7 @@ pub use ops::{
     relu, relu6, updated_running_stats, BN_EPS, BN_MOMENTUM,
 };
 pub use spec::{Arch, BackboneSpec, InputSpec};
-pub use structure::{Layer, LayerKind};
+pub use structure::{count_flops, count_params, Layer, LayerKind};
 pub use tuning::TunedBackbone;
 pub use vgg::VggConfig;
 
@@ -134,6 +134,11 @@ pub(crate) fn build_units(spec: &BackboneSpec) -> Result<(Vec<UnitDef>, Vec<Laye
 }
 
 impl Backbone {
+    /// The units and structural description of `spec` without allocating parameters (cheap
+    /// even for torchvision-size networks); errors like [`BackboneSpec::validate`].
+    pub fn describe(spec: &BackboneSpec) -> Result<(Vec<UnitDef>, Vec<Layer>)> {
+        build_units(spec)
+    }
 
     /// A randomly initialised backbone (Kaiming-normal convs, BN at identity, PyTorch-default fc).
     pub fn init(spec: BackboneSpec, seed: u64, device: &Device) -> Result<Self> {

@@ -117,6 +117,22 @@ impl Layer {
     }
 }
 
+/// Scalar parameters of `layers` (BN running statistics excluded), as
+/// [`Backbone::num_params`](super::Backbone::num_params) counts them.
+pub fn count_params(layers: &[Layer]) -> usize {
+    layers
+        .iter()
+        .flat_map(|l| &l.params)
+        .filter(|(name, _)| !super::graph::is_bn_buffer(name))
+        .map(|(_, shape)| shape.iter().product::<usize>())
+        .sum()
+}
+
+/// Total FLOPs per image of `layers` (the sum of [`Layer::flops`]).
+pub fn count_flops(layers: &[Layer]) -> u64 {
+    layers.iter().map(|l| l.flops).sum()
+}
+
 /// Expands units into layers, tracking shapes, reductions and names.
 struct Builder {
     layers: Vec<Layer>,
