@@ -431,3 +431,57 @@ fn adaptive_avg_pool_uses_pytorchs_bins() {
     let r = adaptive_avg_pool2d(&one, (7, 7)).unwrap();
     assert_eq!(r.flatten_all().unwrap().to_vec1::<f32>().unwrap(), vec![2.5; 49]);
 }
+
+/// Hooks that replace every parameter by `base + t·dir`.
+struct Shifted<'a> {
+    vars: &'a std::collections::BTreeMap<String, candle_core::Var>,
+}
+impl Hooks for Shifted<'_> {
+    fn param(&self, name: &str, _frozen: &Tensor) -> graft_core::Result<Option<Tensor>> {
+        Ok(self.vars.get(name).map(|v| v.as_tensor().clone()))
+    }
+}
+
+#[test]
+fn gradients_match_a_directional_finite_difference_for_every_architecture() {
+    // Along the unit direction v = g/|g| of the backprop gradient g, the loss must change at the
+    // rate |g|: central differences of L(θ + t·v) (a wrong gradient points elsewhere and gives
+    // a smaller rate). BN runs in eval mode: with batch statistics over a handful of values
+    // (1x1 maps, batch 4) the loss is too curved for finite differences; the train-mode BN
+    // formula is checked in backbone_reference.rs.
+    for s in small_specs() {
+        let bb = backbone(&s, 12);
+        let x = images(&s, 4, 13);
+        let r = SeededRng::new(14).normal((4, s.num_classes), 1.0, &Device::Cpu).unwrap();
+        let trainable: Vec<(String, Tensor)> =
+            bb.params().iter().filter(|(k, _)| !graft_core::backbone::is_bn_buffer(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let loss_along = |dirs: &[Tensor], t: f64| -> (f64, Vec<Tensor>) {
+            let vars: std::collections::BTreeMap<String, candle_core::Var> = trainable
+                .iter()
+                .zip(dirs)
+                .map(|((k, v), d)| (k.clone(), candle_core::Var::from_tensor(&(v + (d * t).unwrap()).unwrap()).unwrap()))
+                .collect();
+            let y = bb.run(&x, None, "logits", &[], &Shifted { vars: &vars }).unwrap().output;
+            let loss = (y * &r).unwrap().sum_all().unwrap();
+            let value = loss.to_scalar::<f32>().unwrap() as f64;
+            if t != 0.0 {
+                return (value, vec![]);
+            }
+            let grads = loss.backward().unwrap();
+            let g = trainable
+                .iter()
+                .map(|(k, _)| grads.get(vars[k].as_tensor()).unwrap_or_else(|| panic!("{}: no gradient for {k}", s.id())).clone())
+                .collect();
+            (value, g)
+        };
+        let zeros: Vec<Tensor> = trainable.iter().map(|(_, v)| v.zeros_like().unwrap()).collect();
+        let (_, g) = loss_along(&zeros, 0.0);
+        let norm = g.iter().map(|t| t.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() as f64).sum::<f64>().sqrt();
+        let dirs: Vec<Tensor> = g.iter().map(|t| (t / norm).unwrap()).collect();
+        let eps = 1e-4;
+        let numeric = (loss_along(&dirs, eps).0 - loss_along(&dirs, -eps).0) / (2.0 * eps);
+        let rel = (numeric - norm).abs() / norm;
+        eprintln!("{}: |g| = {norm:.4}, finite difference {numeric:.4}", s.id());
+        assert!(rel < 1e-2, "{}: |g| = {norm}, finite difference along g/|g| = {numeric} (rel {rel:.2e})", s.id());
+    }
+}

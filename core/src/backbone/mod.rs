@@ -4,6 +4,7 @@
 mod graph;
 pub mod mobilenetv2;
 mod ops;
+mod relu6_op;
 pub mod resnet;
 mod resnet_cifar;
 mod spec;

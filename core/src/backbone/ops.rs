@@ -86,9 +86,10 @@ pub fn argmax(logits: &Tensor) -> Result<Vec<u32>> {
     Ok(logits.argmax(D::Minus1)?.to_dtype(DType::U32)?.to_vec1::<u32>()?)
 }
 
-/// `min(max(x, 0), 6)` (MobileNetV2's activation).
+/// `min(max(x, 0), 6)` (MobileNetV2's activation); f32 on the CPU runs a custom op with its
+/// own one-pass backward ([`super::relu6_op`]).
 pub fn relu6(x: &Tensor) -> Result<Tensor> {
-    Ok(x.clamp(0f32, 6f32)?)
+    Ok(super::relu6_op::relu6(x)?)
 }
 
 /// `a + b` without an activation: the closing step of pre-activation and inverted residual blocks.
