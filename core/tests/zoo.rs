@@ -485,3 +485,18 @@ fn gradients_match_a_directional_finite_difference_for_every_architecture() {
         assert!(rel < 1e-2, "{}: |g| = {norm}, finite difference along g/|g| = {numeric} (rel {rel:.2e})", s.id());
     }
 }
+
+#[test]
+fn architecture_ids_parse_back() {
+    for s in small_specs() {
+        let id = s.arch.id();
+        assert_eq!(id.parse::<Arch>().unwrap(), s.arch, "{id}");
+    }
+    for id in ["resnet18", "resnet50-w8", "wrn-40-4", "mobilenetv2-1.0", "vgg16-bn", "vgg11-bn-d16-p1", "resnet-cifar-20-w16"] {
+        assert_eq!(id.parse::<Arch>().unwrap().id(), id);
+    }
+    for bad in ["resnet19", "vgg11", "wrn-16", "alexnet", "mobilenetv2-x"] {
+        let e = bad.parse::<Arch>().unwrap_err().to_string();
+        assert!(e.contains(bad) || e.contains("resnet depth"), "{bad}: {e}");
+    }
+}

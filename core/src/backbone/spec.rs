@@ -224,3 +224,62 @@ impl Arch {
         Ok(())
     }
 }
+
+impl std::str::FromStr for Arch {
+    type Err = GraftError;
+
+    /// Parses an identifier as written by [`Arch::id`]: `resnet-cifar-20-w16`, `wrn-16-4`,
+    /// `resnet18`, `resnet50-w8`, `mobilenetv2-0.5`, `vgg11-bn`, `vgg16-bn-d16-p1`. The result is
+    /// checked with [`Arch::validate`].
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || {
+            GraftError::Backbone(format!(
+                "'{s}' is not an architecture id; examples: resnet-cifar-20-w16, wrn-16-4, resnet18, resnet50-w8, \
+                 mobilenetv2-1.0, vgg11-bn, vgg16-bn-d16-p1"
+            ))
+        };
+        let num = |t: &str| t.parse::<usize>().map_err(|_| bad());
+        let arch = if let Some(rest) = s.strip_prefix("resnet-cifar-") {
+            let (d, w) = rest.split_once("-w").ok_or_else(bad)?;
+            Arch::ResnetCifar { depth: num(d)?, width: num(w)? }
+        } else if let Some(rest) = s.strip_prefix("wrn-") {
+            let (d, k) = rest.split_once('-').ok_or_else(bad)?;
+            Arch::Wrn { depth: num(d)?, widen: num(k)? }
+        } else if let Some(rest) = s.strip_prefix("mobilenetv2-") {
+            let width_mult: f64 = rest.parse().map_err(|_| bad())?;
+            Arch::Mobilenetv2 { width_mult }
+        } else if let Some(rest) = s.strip_prefix("resnet") {
+            match rest.split_once("-w") {
+                Some((d, w)) => Arch::Resnet { depth: num(d)?, width: num(w)? },
+                None => Arch::Resnet { depth: num(rest)?, width: 64 },
+            }
+        } else if s.starts_with("vgg") {
+            let mut parts = s.split('-');
+            let config = match parts.next() {
+                Some("vgg11") => VggConfig::Vgg11,
+                Some("vgg13") => VggConfig::Vgg13,
+                Some("vgg16") => VggConfig::Vgg16,
+                Some("vgg19") => VggConfig::Vgg19,
+                _ => return Err(bad()),
+            };
+            if parts.next() != Some("bn") {
+                return Err(GraftError::Backbone(format!("'{s}': graft's VGGs have BatchNorm; write {}-bn", config.name())));
+            }
+            let (mut width_div, mut pool) = (1, 7);
+            for p in parts {
+                if let Some(d) = p.strip_prefix('d') {
+                    width_div = num(d)?;
+                } else if let Some(q) = p.strip_prefix('p') {
+                    pool = num(q)?;
+                } else {
+                    return Err(bad());
+                }
+            }
+            Arch::Vgg { config, width_div, pool }
+        } else {
+            return Err(bad());
+        };
+        arch.validate()?;
+        Ok(arch)
+    }
+}
