@@ -221,7 +221,7 @@ mod tests {
         // Clear errors.
         let e = parse_arch("resnet", &ArchFlags { depth: Some(18), widen: Some(2), ..Default::default() }).unwrap_err().to_string();
         assert!(e.contains("not --widen") && e.contains("--depth, --width"), "{e}");
-        let e = parse_arch("resnet", &ArchFlags { depth: Some(20), ..Default::default() }).unwrap_err().to_string();
+        let e = format!("{:#}", parse_arch("resnet", &ArchFlags { depth: Some(20), ..Default::default() }).unwrap_err());
         assert!(e.contains("18, 34, 50"), "{e}");
         let e = parse_arch("alexnet", &ArchFlags::default()).unwrap_err().to_string();
         assert!(e.contains("families: resnet-cifar, wrn, resnet, mobilenetv2, vgg"), "{e}");
