@@ -144,8 +144,27 @@ impl Builder {
         &self.layers[x].output_shape
     }
 
-    fn push(&mut self, name: String, kind: LayerKind, inputs: Vec<usize>, output_shape: Vec<usize>, params: Vec<(String, Vec<usize>)>, stride: usize, flops: u64) -> usize {
-        let input_shapes = inputs.iter().map(|&i| self.layers[i].output_shape.clone()).collect();
+    /// Appends a layer; its parameters, stride and FLOPs follow from its kind and input shape.
+    fn push(&mut self, name: String, kind: LayerKind, inputs: Vec<usize>, output_shape: Vec<usize>) -> usize {
+        let input_shapes: Vec<Vec<usize>> = inputs.iter().map(|&i| self.layers[i].output_shape.clone()).collect();
+        let (params, stride, flops) = match &kind {
+            LayerKind::Conv(conv) => {
+                let mut params = vec![(conv.weight_name(), conv.weight_shape().to_vec())];
+                if conv.bias {
+                    params.push((format!("{}.bias", conv.name), vec![conv.out_channels]));
+                }
+                let (h, w) = (input_shapes[0][1], input_shapes[0][2]);
+                (params, conv.stride, 2 * conv.macs(h, w))
+            }
+            LayerKind::BatchNorm => (BN_PARAMS.iter().map(|p| (format!("{name}.{p}"), vec![output_shape[0]])).collect(), 1, 0),
+            LayerKind::Linear { in_features, out_features } => (
+                vec![(format!("{name}.weight"), vec![*out_features, *in_features]), (format!("{name}.bias"), vec![*out_features])],
+                1,
+                2 * (*in_features as u64) * (*out_features as u64),
+            ),
+            LayerKind::MaxPool { stride, .. } => (vec![], *stride, 0),
+            _ => (vec![], 1, 0),
+        };
         let reduction = inputs.iter().map(|&i| self.layers[i].reduction).max().unwrap_or(1) * stride;
         self.layers.push(Layer { name, kind, inputs, input_shapes, output_shape, params, tap: self.tap.clone(), reduction, flops });
         self.layers.len() - 1
@@ -175,18 +194,12 @@ impl Builder {
         }
         let oh = self.window_out(&conv.name, h, conv.kernel, conv.stride, conv.padding)?;
         let ow = self.window_out(&conv.name, w, conv.kernel, conv.stride, conv.padding)?;
-        let mut params = vec![(conv.weight_name(), conv.weight_shape().to_vec())];
-        if conv.bias {
-            params.push((format!("{}.bias", conv.name), vec![conv.out_channels]));
-        }
-        let flops = 2 * conv.macs(h, w);
-        Ok(self.push(conv.name.clone(), LayerKind::Conv(conv.clone()), vec![x], vec![conv.out_channels, oh, ow], params, conv.stride, flops))
+        Ok(self.push(conv.name.clone(), LayerKind::Conv(conv.clone()), vec![x], vec![conv.out_channels, oh, ow]))
     }
 
     fn bn(&mut self, x: usize, bn: &str) -> usize {
         let shape = self.shape(x).to_vec();
-        let params = BN_PARAMS.iter().map(|p| (format!("{bn}.{p}"), vec![shape[0]])).collect();
-        self.push(bn.to_string(), LayerKind::BatchNorm, vec![x], shape, params, 1, 0)
+        self.push(bn.to_string(), LayerKind::BatchNorm, vec![x], shape)
     }
 
     fn act(&mut self, x: usize, act: Act) -> usize {
@@ -197,7 +210,7 @@ impl Builder {
         };
         let name = format!("{}.{}", self.layers[x].name, kind.name());
         let shape = self.shape(x).to_vec();
-        self.push(name, kind, vec![x], shape, vec![], 1, 0)
+        self.push(name, kind, vec![x], shape)
     }
 
     fn conv_bn(&mut self, x: usize, conv: &ConvDef, bn: &str, act: Act) -> Result<usize> {
@@ -216,7 +229,7 @@ impl Builder {
             )));
         }
         let shape = self.shape(a).to_vec();
-        Ok(self.push(format!("{}.add", self.tap), LayerKind::Add, vec![a, b], shape, vec![], 1, 0))
+        Ok(self.push(format!("{}.add", self.tap), LayerKind::Add, vec![a, b], shape))
     }
 
     fn unit(&mut self, x: usize, unit: &Unit) -> Result<usize> {
@@ -283,26 +296,24 @@ impl Builder {
                 let oh = self.window_out(name, h, *kernel, *stride, *padding)?;
                 let ow = self.window_out(name, w, *kernel, *stride, *padding)?;
                 let kind = LayerKind::MaxPool { kernel: *kernel, stride: *stride, padding: *padding };
-                self.push(name.clone(), kind, vec![x], vec![c, oh, ow], vec![], *stride, 0)
+                self.push(name.clone(), kind, vec![x], vec![c, oh, ow])
             }
             Unit::GlobalAvgPool => {
                 let (c, _, _) = self.spatial(x, "avgpool")?;
-                self.push("avgpool".into(), LayerKind::GlobalAvgPool, vec![x], vec![c], vec![], 1, 0)
+                self.push("avgpool".into(), LayerKind::GlobalAvgPool, vec![x], vec![c])
             }
             Unit::AvgPoolFlatten { out } => {
                 let (c, _, _) = self.spatial(x, "avgpool")?;
-                let p = self.push("avgpool".into(), LayerKind::AdaptiveAvgPool { out: *out }, vec![x], vec![c, out.0, out.1], vec![], 1, 0);
-                self.push("flatten".into(), LayerKind::Flatten, vec![p], vec![c * out.0 * out.1], vec![], 1, 0)
+                let p = self.push("avgpool".into(), LayerKind::AdaptiveAvgPool { out: *out }, vec![x], vec![c, out.0, out.1]);
+                self.push("flatten".into(), LayerKind::Flatten, vec![p], vec![c * out.0 * out.1])
             }
             Unit::Linear { name, in_features, out_features, act } => {
                 let got = self.shape(x).to_vec();
                 if got != [*in_features] {
                     return Err(GraftError::Backbone(format!("linear '{name}' expects {in_features} features, gets shape {got:?}")));
                 }
-                let params = vec![(format!("{name}.weight"), vec![*out_features, *in_features]), (format!("{name}.bias"), vec![*out_features])];
-                let flops = 2 * (*in_features as u64) * (*out_features as u64);
                 let kind = LayerKind::Linear { in_features: *in_features, out_features: *out_features };
-                let y = self.push(name.clone(), kind, vec![x], vec![*out_features], params, 1, flops);
+                let y = self.push(name.clone(), kind, vec![x], vec![*out_features]);
                 self.act(y, *act)
             }
         })
@@ -315,7 +326,7 @@ impl Builder {
 pub(crate) fn expand(input: (usize, usize, usize), units: Vec<(String, Unit)>) -> Result<(Vec<UnitDef>, Vec<Layer>)> {
     let (c, h, w) = input;
     let mut b = Builder { layers: Vec::new(), tap: "input".into() };
-    let mut x = b.push("input".into(), LayerKind::Input, vec![], vec![c, h, w], vec![], 1, 0);
+    let mut x = b.push("input".into(), LayerKind::Input, vec![], vec![c, h, w]);
     let mut defs = Vec::with_capacity(units.len());
     for (tap, unit) in units {
         b.tap = tap.clone();

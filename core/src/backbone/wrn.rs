@@ -17,8 +17,7 @@ pub fn build(depth: usize, widen: usize, in_channels: usize, num_classes: usize)
     let widths = [16, 16 * widen, 32 * widen, 64 * widen];
     let mut units = vec![("stem".to_string(), Unit::Conv { conv: conv("conv1".into(), in_channels, widths[0], 3, 1) })];
     let mut in_c = widths[0];
-    for stage in 1..=3 {
-        let out_c = widths[stage];
+    for (stage, &out_c) in widths.iter().enumerate().skip(1) {
         for b in 0..n {
             let stride = if stage > 1 && b == 0 { 2 } else { 1 };
             let p = format!("block{stage}.layer.{b}");
