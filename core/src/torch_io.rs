@@ -145,11 +145,12 @@ pub fn import_state_dict_bytes(
     let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| {
         GraftError::checkpoint(origin, format!("not a valid safetensors file ({} bytes; truncated or corrupt?): {e}", bytes.len()))
     })?;
-    let init = Backbone::init(spec.clone(), opts.seed, device)?;
-    let expected: BTreeMap<&str, &Tensor> = init.params().iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let bns: BTreeSet<String> = init.bn_names().into_iter().collect();
+    let (units, layers) = Backbone::describe(&spec)?;
+    let expected: BTreeMap<String, Vec<usize>> = units.iter().flat_map(|u| u.unit.param_shapes()).collect();
+    let bns: BTreeSet<&str> =
+        layers.iter().filter(|l| l.kind == crate::backbone::LayerKind::BatchNorm).map(|l| l.name.as_str()).collect();
     let mut report = LoadReport::default();
-    let mut params: ParamMap = init.params().clone();
+    let mut params = ParamMap::new();
     let mut seen = BTreeSet::new();
     let mut names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
     names.sort();
@@ -166,7 +167,7 @@ pub fn import_state_dict_bytes(
                 continue;
             }
         }
-        let Some(want) = expected.get(key.as_str()) else {
+        let Some(want) = expected.get(&key) else {
             report.unexpected.push(key);
             continue;
         };
@@ -177,8 +178,8 @@ pub fn import_state_dict_bytes(
             report.wrong_dtype.push((key, format!("{dtype:?}")));
             continue;
         }
-        if view.shape() != want.dims() {
-            report.mismatched.push(ShapeMismatch { key, file_shape: view.shape().to_vec(), expected_shape: want.dims().to_vec() });
+        if view.shape() != want.as_slice() {
+            report.mismatched.push(ShapeMismatch { key, file_shape: view.shape().to_vec(), expected_shape: want.clone() });
             continue;
         }
         let t = view
@@ -190,16 +191,19 @@ pub fn import_state_dict_bytes(
         params.insert(key, t.to_dtype(DType::F32)?);
         report.loaded += 1;
     }
-    report.missing = expected
-        .iter()
-        .filter(|(k, _)| !seen.contains(**k))
-        .map(|(k, t)| (k.to_string(), t.dims().to_vec()))
-        .collect();
+    report.missing = expected.iter().filter(|(k, _)| !seen.contains(*k)).map(|(k, s)| (k.clone(), s.clone())).collect();
     if opts.strict && !report.is_clean() {
         return Err(GraftError::checkpoint(
             origin,
             format!("state dict does not fit {} (strict import): {}", spec.id(), report.problems().join("; ")),
         ));
+    }
+    if params.len() < expected.len() {
+        // Non-strict: whatever the file did not provide keeps a seeded fresh initialisation.
+        let init = Backbone::init(spec.clone(), opts.seed, device)?;
+        for (k, v) in init.params() {
+            params.entry(k.clone()).or_insert_with(|| v.clone());
+        }
     }
     let backbone = Backbone::from_params(spec, params, device)?;
     Ok((backbone, report))
