@@ -31,6 +31,8 @@ pub enum Command {
     Data(DataCommand),
     /// Trains a source backbone from scratch on a dataset task and saves it.
     Pretrain(PretrainArgs),
+    /// Lists the backbone architectures: example specs, parameters, FLOPs per image and taps.
+    Backbones(BackbonesArgs),
     /// Runs a suite: sources × tasks × methods × seeds, appending one JSON line per finished run.
     Run(RunArgs),
     /// Writes markdown tables from results files.
@@ -70,18 +72,64 @@ pub enum DataCommand {
     Status,
 }
 
+/// The size flags of an architecture, shared by `pretrain` and `backbones`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ArchFlags {
+    /// Depth (resnet-cifar: 6n+2; wrn: 6n+4; resnet: 18, 34, 50, 101, 152).
+    #[arg(long)]
+    pub depth: Option<usize>,
+    /// Width: channels of the first stage (resnet-cifar; resnet, default 64).
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// Widen factor k of a wide ResNet (wrn).
+    #[arg(long)]
+    pub widen: Option<usize>,
+    /// Width multiplier (mobilenetv2), e.g. 1.0, 0.5.
+    #[arg(long)]
+    pub width_mult: Option<f64>,
+    /// VGG configuration: vgg11, vgg13, vgg16, vgg19 (all with BatchNorm).
+    #[arg(long)]
+    pub config: Option<String>,
+    /// Divides every VGG width and its classifier's hidden units (default 1).
+    #[arg(long)]
+    pub width_div: Option<usize>,
+    /// Side of VGG's adaptive average pool before the classifier (default 7).
+    #[arg(long)]
+    pub pool: Option<usize>,
+}
+
+/// `graft backbones`.
+#[derive(Args, Debug)]
+pub struct BackbonesArgs {
+    /// Show one architecture with its taps and every layer of its structural description: an
+    /// id (resnet18, wrn-16-4, mobilenetv2-0.5, vgg11-bn-d16-p1, resnet-cifar-20-w16), a family
+    /// with its size flags, or a JSON object.
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// The size flags when --arch names a family.
+    #[command(flatten)]
+    pub flags: ArchFlags,
+    /// Input as CxHxW (default: each example's usual input, 3x224x224 for ImageNet-style nets,
+    /// 3x32x32 for CIFAR-style ones).
+    #[arg(long, value_name = "CxHxW")]
+    pub input: Option<String>,
+    /// Classes of the head (default: 1000 for ImageNet-style nets, 10 for CIFAR-style ones).
+    #[arg(long)]
+    pub classes: Option<usize>,
+}
+
 /// `graft pretrain`.
 #[derive(Args, Debug)]
 pub struct PretrainArgs {
-    /// Architecture name (e.g. resnet-cifar).
+    /// Architecture: a family (resnet-cifar, wrn, resnet, mobilenetv2, vgg) with its size
+    /// flags, an id (resnet18, resnet50-w8, wrn-16-4, mobilenetv2-0.5, vgg11-bn-d16-p1,
+    /// resnet-cifar-20-w16), or a JSON object such as '{"name": "wrn", "depth": 16, "widen": 4}'.
+    /// `graft backbones` lists them.
     #[arg(long, default_value = "resnet-cifar")]
     pub arch: String,
-    /// Depth of the architecture (resnet-cifar: 6n+2).
-    #[arg(long)]
-    pub depth: Option<usize>,
-    /// Width of the architecture (resnet-cifar: channels of the first stage).
-    #[arg(long)]
-    pub width: Option<usize>,
+    /// The architecture's size flags.
+    #[command(flatten)]
+    pub flags: ArchFlags,
     /// Dataset to train on: digits, fashion-mnist, mnist.
     #[arg(long)]
     pub dataset: String,

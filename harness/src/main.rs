@@ -2,6 +2,7 @@
 //! suite files into JSONL results, and writes markdown reports. With no arguments it runs the
 //! embedded quick suite and prints its report.
 
+mod backbones_cmd;
 mod bench_cmd;
 mod cli;
 mod data_cmd;
@@ -61,6 +62,10 @@ fn run(cli: Cli) -> Result<()> {
         }
         Some(Command::Data(DataCommand::Status)) => data_cmd::status(&data_dir()?),
         Some(Command::Pretrain(args)) => pretrain_cmd::run(&args, &data_dir()?),
+        Some(Command::Backbones(args)) => {
+            print!("{}", backbones_cmd::render(&args)?);
+            Ok(())
+        }
         Some(Command::Run(args)) => run_cmd(&args, &data_dir()?),
         Some(Command::Report(args)) => report_cmd(&args),
         Some(Command::Bench(args)) => bench_cmd::run(&args),

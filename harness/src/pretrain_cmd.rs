@@ -1,6 +1,6 @@
 //! `graft pretrain`: trains a source backbone from scratch on a dataset task and saves it.
 
-use crate::cli::{progress_enabled, PretrainArgs};
+use crate::cli::{progress_enabled, ArchFlags, PretrainArgs};
 use crate::runner::human_count;
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
@@ -22,24 +22,77 @@ pub fn parse_input(s: &str) -> Result<(usize, usize, usize)> {
     }
 }
 
-/// The architecture from `--arch` and its size flags (checked by the core's spec types).
-pub fn parse_arch(name: &str, depth: Option<usize>, width: Option<usize>) -> Result<Arch> {
+/// The families, the flags each takes (required ones first) and an example.
+const FAMILIES: [(&str, &[&str], &str); 5] = [
+    ("resnet-cifar", &["--depth", "--width"], "--arch resnet-cifar --depth 20 --width 16"),
+    ("wrn", &["--depth", "--widen"], "--arch wrn --depth 16 --widen 4"),
+    ("resnet", &["--depth", "--width"], "--arch resnet --depth 50 (or --arch resnet50)"),
+    ("mobilenetv2", &["--width-mult"], "--arch mobilenetv2 --width-mult 0.5"),
+    ("vgg", &["--config", "--width-div", "--pool"], "--arch vgg --config vgg11 --width-div 16 --pool 1"),
+];
+
+/// The architecture from `--arch` and its size flags: a family name with flags, an id such as
+/// `resnet18` or `wrn-16-4`, or a JSON object (checked by the core's spec types).
+pub fn parse_arch(name: &str, f: &ArchFlags) -> Result<Arch> {
+    let given: Vec<(&str, Option<serde_json::Value>)> = vec![
+        ("--depth", f.depth.map(Into::into)),
+        ("--width", f.width.map(Into::into)),
+        ("--widen", f.widen.map(Into::into)),
+        ("--width-mult", f.width_mult.map(Into::into)),
+        ("--config", f.config.clone().map(Into::into)),
+        ("--width-div", f.width_div.map(Into::into)),
+        ("--pool", f.pool.map(Into::into)),
+    ];
+    let any_flag = given.iter().any(|(_, v)| v.is_some());
+    let name = name.trim();
+    if name.starts_with('{') {
+        if any_flag {
+            bail!("--arch with a JSON object takes no size flags");
+        }
+        let arch: Arch = serde_json::from_str(name).map_err(|e| anyhow::anyhow!("--arch {name}: {e}"))?;
+        arch.validate().context("--arch")?;
+        return Ok(arch);
+    }
+    let Some((family, allowed, example)) = FAMILIES.iter().find(|(n, _, _)| *n == name) else {
+        if any_flag {
+            bail!(
+                "--arch {name}: size flags need a family name ({}); an id such as resnet18 carries its sizes",
+                FAMILIES.map(|f| f.0).join(", ")
+            );
+        }
+        return name.parse::<Arch>().map_err(|e| {
+            anyhow::anyhow!("--arch {name}: {e}; families: {} (see `graft backbones`)", FAMILIES.map(|f| f.0).join(", "))
+        });
+    };
     let mut obj = serde_json::Map::new();
-    obj.insert("name".into(), name.into());
-    if let Some(d) = depth {
-        obj.insert("depth".into(), d.into());
+    obj.insert("name".into(), (*family).into());
+    for (flag, value) in given {
+        let Some(v) = value else { continue };
+        if !allowed.contains(&flag) {
+            bail!("--arch {family} takes {}, not {flag} (e.g. {example})", allowed.join(", "));
+        }
+        obj.insert(flag.trim_start_matches("--").replace('-', "_"), v);
     }
-    if let Some(w) = width {
-        obj.insert("width".into(), w.into());
+    let arch: Arch = serde_json::from_value(serde_json::Value::Object(obj)).map_err(|e| {
+        anyhow::anyhow!("--arch {family}: {} (it takes {}; e.g. {example})", flagify(&e.to_string()), allowed.join(", "))
+    })?;
+    arch.validate().with_context(|| format!("--arch {family}"))?;
+    Ok(arch)
+}
+
+/// Serde's field names as the command line's flags (`width_mult` → `--width-mult`).
+fn flagify(msg: &str) -> String {
+    let mut out = msg.to_string();
+    for field in ["depth", "width_mult", "width_div", "widen", "width", "config", "pool"] {
+        out = out.replace(&format!("`{field}`"), &format!("--{}", field.replace('_', "-")));
     }
-    serde_json::from_value(serde_json::Value::Object(obj))
-        .map_err(|e| anyhow::anyhow!("--arch {name}: {e} (resnet-cifar needs --depth and --width)"))
+    out
 }
 
 /// Runs `graft pretrain`.
 pub fn run(args: &PretrainArgs, data_dir: &Path) -> Result<()> {
     let input = parse_input(&args.input)?;
-    let arch = parse_arch(&args.arch, args.depth, args.width)?;
+    let arch = parse_arch(&args.arch, &args.flags)?;
     let dataset: DatasetName = args
         .dataset
         .parse()
@@ -139,17 +192,42 @@ mod tests {
         assert_eq!(parse_input("1x32x32").unwrap(), (1, 32, 32));
         assert!(parse_input("1x32").is_err());
         assert!(parse_input("0x8x8").is_err());
+        let flags = |depth, width| ArchFlags { depth, width, ..Default::default() };
         assert_eq!(
-            parse_arch("resnet-cifar", Some(20), Some(16)).unwrap(),
-            Arch::ResnetCifar {
-                depth: 20,
-                width: 16
-            }
+            parse_arch("resnet-cifar", &flags(Some(20), Some(16))).unwrap(),
+            Arch::ResnetCifar { depth: 20, width: 16 }
         );
-        let err = parse_arch("resnet-cifar", Some(20), None)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("width"), "{err}");
-        assert!(parse_arch("vgg", None, None).is_err());
+        let err = parse_arch("resnet-cifar", &flags(Some(20), None)).unwrap_err().to_string();
+        assert!(err.contains("--width"), "{err}");
+        let err = parse_arch("vgg", &ArchFlags::default()).unwrap_err().to_string();
+        assert!(err.contains("--config"), "{err}");
+    }
+
+    #[test]
+    fn every_family_parses_from_flags_ids_and_json() {
+        use graft_core::backbone::VggConfig;
+        let wrn = Arch::Wrn { depth: 16, widen: 4 };
+        let f = ArchFlags { depth: Some(16), widen: Some(4), ..Default::default() };
+        assert_eq!(parse_arch("wrn", &f).unwrap(), wrn);
+        assert_eq!(parse_arch("wrn-16-4", &ArchFlags::default()).unwrap(), wrn);
+        assert_eq!(parse_arch(r#"{"name": "wrn", "depth": 16, "widen": 4}"#, &ArchFlags::default()).unwrap(), wrn);
+        let f = ArchFlags { depth: Some(50), ..Default::default() };
+        assert_eq!(parse_arch("resnet", &f).unwrap(), Arch::Resnet { depth: 50, width: 64 });
+        assert_eq!(parse_arch("resnet18-w8", &ArchFlags::default()).unwrap(), Arch::Resnet { depth: 18, width: 8 });
+        let f = ArchFlags { width_mult: Some(0.5), ..Default::default() };
+        assert_eq!(parse_arch("mobilenetv2", &f).unwrap(), Arch::Mobilenetv2 { width_mult: 0.5 });
+        let f = ArchFlags { config: Some("vgg13".into()), width_div: Some(8), ..Default::default() };
+        assert_eq!(parse_arch("vgg", &f).unwrap(), Arch::Vgg { config: VggConfig::Vgg13, width_div: 8, pool: 7 });
+        // Clear errors.
+        let e = parse_arch("resnet", &ArchFlags { depth: Some(18), widen: Some(2), ..Default::default() }).unwrap_err().to_string();
+        assert!(e.contains("not --widen") && e.contains("--depth, --width"), "{e}");
+        let e = format!("{:#}", parse_arch("resnet", &ArchFlags { depth: Some(20), ..Default::default() }).unwrap_err());
+        assert!(e.contains("18, 34, 50"), "{e}");
+        let e = parse_arch("alexnet", &ArchFlags::default()).unwrap_err().to_string();
+        assert!(e.contains("families: resnet-cifar, wrn, resnet, mobilenetv2, vgg"), "{e}");
+        let e = parse_arch("resnet18", &ArchFlags { depth: Some(18), ..Default::default() }).unwrap_err().to_string();
+        assert!(e.contains("family name"), "{e}");
+        let e = parse_arch("mobilenetv2", &ArchFlags::default()).unwrap_err().to_string();
+        assert!(e.contains("--width-mult"), "{e}");
     }
 }

@@ -351,3 +351,31 @@ fn every_method_crate_is_linked_and_listed_once() {
     }
     assert!(folders >= 1, "no method crate found under methods/");
 }
+
+#[test]
+fn backbones_lists_every_family_and_pretrain_takes_each_of_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = graft(dir.path(), &["backbones"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    for family in ["resnet-cifar:", "wrn:", "resnet:", "mobilenetv2:", "vgg:"] {
+        assert!(stdout.contains(family), "{family} missing:\n{stdout}");
+    }
+    // One epoch on a few embedded digits, one architecture per family.
+    for arch in [
+        vec!["--arch", "wrn", "--depth", "10", "--widen", "1", "--input", "1x8x8"],
+        vec!["--arch", "resnet18-w2", "--input", "1x8x8"],
+        vec!["--arch", "mobilenetv2", "--width-mult", "0.25", "--input", "1x8x8"],
+        vec!["--arch", r#"{"name": "vgg", "config": "vgg11", "width_div": 64, "pool": 1}"#, "--input", "1x32x32"],
+    ] {
+        let mut args = vec!["pretrain", "--dataset", "digits", "--epochs", "1", "--max-train", "100", "--out", "s.safetensors", "--no-progress"];
+        args.extend(arch.iter().copied());
+        let out = graft(dir.path(), &args);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{arch:?}: {stderr}");
+        assert!(stdout.contains("backbone") && stdout.contains("FLOPs/img"), "{arch:?}: {stdout}");
+    }
+    let out = graft(dir.path(), &["pretrain", "--dataset", "digits", "--arch", "resnet", "--depth", "20", "--out", "x.safetensors"]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success() && stderr.contains("18, 34, 50"), "{stderr}");
+}

@@ -2,19 +2,26 @@
 //! passes that accept per-parameter overrides and module injection.
 
 mod graph;
+pub mod mobilenetv2;
 mod ops;
+pub mod resnet;
 mod resnet_cifar;
 mod spec;
+mod structure;
 mod tuning;
+pub mod vgg;
+pub mod wrn;
 
-pub use graph::{is_bn_buffer, ConvDef, Unit, UnitDef, BN_PARAMS};
+pub use graph::{is_bn_buffer, Act, ConvDef, Unit, UnitDef, BN_PARAMS};
 pub use ops::{
-    add_act, add_relu, argmax, batch_moments, batch_norm, batch_norm_act, batch_norm_act_train, conv2d, conv_bn_act_eval,
-    global_avg_pool,
-    linear, relu, updated_running_stats, Act, BN_EPS, BN_MOMENTUM,
+    activate, adaptive_avg_pool2d, add, add_act, add_relu, argmax, batch_moments, batch_norm, batch_norm_act,
+    batch_norm_act_train, conv2d, conv_bn_act_eval, global_avg_pool, linear, max_pool2d, relu, relu6,
+    updated_running_stats, BN_EPS, BN_MOMENTUM,
 };
 pub use spec::{Arch, BackboneSpec, InputSpec};
+pub use structure::{count_flops, count_params, Layer, LayerKind};
 pub use tuning::TunedBackbone;
+pub use vgg::VggConfig;
 
 use crate::error::{GraftError, Result};
 use crate::init::{kaiming_conv, linear_init, SeededRng};
@@ -104,53 +111,68 @@ pub struct ConvInfo {
 pub struct Backbone {
     spec: BackboneSpec,
     units: Vec<UnitDef>,
+    layers: Vec<Layer>,
     params: ParamMap,
     device: Device,
 }
 
+/// Builds the units of `spec` (checked) and their structural description.
+pub(crate) fn build_units(spec: &BackboneSpec) -> Result<(Vec<UnitDef>, Vec<Layer>)> {
+    spec.validate_sizes()?;
+    let i = &spec.input;
+    let (c, k) = (i.channels, spec.num_classes);
+    let units = match &spec.arch {
+        Arch::ResnetCifar { depth, width } => resnet_cifar::build(*depth, *width, c, k),
+        Arch::Wrn { depth, widen } => wrn::build(*depth, *widen, c, k),
+        Arch::Resnet { depth, width } => resnet::build(*depth, *width, c, k),
+        Arch::Mobilenetv2 { width_mult } => mobilenetv2::build(*width_mult, c, k),
+        Arch::Vgg { config, width_div, pool } => vgg::build(*config, *width_div, *pool, c, k),
+    };
+    structure::expand(i.shape(), units).map_err(|e| match e {
+        GraftError::Backbone(m) => GraftError::Backbone(format!("{} on a {}x{}x{} input: {m}", spec.id(), c, i.height, i.width)),
+        other => other,
+    })
+}
+
 impl Backbone {
-    fn structure(spec: &BackboneSpec) -> Result<Vec<UnitDef>> {
-        spec.validate()?;
-        let i = &spec.input;
-        Ok(match &spec.arch {
-            Arch::ResnetCifar { depth, width } => {
-                resnet_cifar::build(*depth, *width, i.channels, i.height, i.width, spec.num_classes)
-            }
-        })
+    /// The units and structural description of `spec` without allocating parameters (cheap
+    /// even for torchvision-size networks); errors like [`BackboneSpec::validate`].
+    pub fn describe(spec: &BackboneSpec) -> Result<(Vec<UnitDef>, Vec<Layer>)> {
+        build_units(spec)
     }
 
     /// A randomly initialised backbone (Kaiming-normal convs, BN at identity, PyTorch-default fc).
     pub fn init(spec: BackboneSpec, seed: u64, device: &Device) -> Result<Self> {
-        let units = Self::structure(&spec)?;
+        let (units, layers) = build_units(&spec)?;
         let mut rng = SeededRng::derived(seed, "backbone-init");
         let mut params = ParamMap::new();
         for u in &units {
-            for (conv, bn) in u.unit.convs() {
+            for (conv, _) in u.unit.convs() {
                 let [o, i, kh, kw] = conv.weight_shape();
                 params.insert(conv.weight_name(), kaiming_conv(&mut rng, o, i, kh, kw, device)?);
                 if conv.bias {
                     params.insert(format!("{}.bias", conv.name), Tensor::zeros(o, DType::F32, device)?);
                 }
-                if let Some(bn) = bn {
-                    params.insert(format!("{bn}.weight"), Tensor::ones(o, DType::F32, device)?);
-                    params.insert(format!("{bn}.bias"), Tensor::zeros(o, DType::F32, device)?);
-                    params.insert(format!("{bn}.running_mean"), Tensor::zeros(o, DType::F32, device)?);
-                    params.insert(format!("{bn}.running_var"), Tensor::ones(o, DType::F32, device)?);
-                }
             }
-            if let Unit::Linear { name, in_features, out_features } = &u.unit {
+            for (bn, c) in u.unit.bns() {
+                params.insert(format!("{bn}.weight"), Tensor::ones(c, DType::F32, device)?);
+                params.insert(format!("{bn}.bias"), Tensor::zeros(c, DType::F32, device)?);
+                params.insert(format!("{bn}.running_mean"), Tensor::zeros(c, DType::F32, device)?);
+                params.insert(format!("{bn}.running_var"), Tensor::ones(c, DType::F32, device)?);
+            }
+            if let Unit::Linear { name, in_features, out_features, .. } = &u.unit {
                 let (w, b) = linear_init(&mut rng, *out_features, *in_features, device)?;
                 params.insert(format!("{name}.weight"), w);
                 params.insert(format!("{name}.bias"), b);
             }
         }
-        Ok(Self { spec, units, params, device: device.clone() })
+        Ok(Self { spec, units, layers, params, device: device.clone() })
     }
 
     /// A backbone from existing parameters; every expected name must be present with the right
     /// shape and dtype f32, and nothing else. The error lists every mismatch.
     pub fn from_params(spec: BackboneSpec, params: ParamMap, device: &Device) -> Result<Self> {
-        let units = Self::structure(&spec)?;
+        let (units, layers) = build_units(&spec)?;
         let expected: Vec<(String, Vec<usize>)> = units.iter().flat_map(|u| u.unit.param_shapes()).collect();
         let mut problems = Vec::new();
         for (name, shape) in &expected {
@@ -183,7 +205,7 @@ impl Backbone {
             .filter(|(k, _)| known.contains(k.as_str()))
             .map(|(k, v)| Ok((k, v.to_device(device)?.detach())))
             .collect::<Result<ParamMap>>()?;
-        Ok(Self { spec, units, params, device: device.clone() })
+        Ok(Self { spec, units, layers, params, device: device.clone() })
     }
 
     /// The spec this backbone was built from.
@@ -199,6 +221,31 @@ impl Backbone {
     /// The units of the forward pass in order.
     pub fn units(&self) -> &[UnitDef] {
         &self.units
+    }
+
+    /// The structural description: every elementary layer in forward order (layer 0 is the
+    /// input), with the layers it reads, its shapes, parameters and FLOPs, and the merges.
+    pub fn structure(&self) -> &[Layer] {
+        &self.layers
+    }
+
+    /// Per-image shape of a tap's output: `[c, h, w]`, or `[features]` for flat taps (`pool`,
+    /// `logits`, classifier layers).
+    pub fn tap_shape(&self, tap: &str) -> Result<Vec<usize>> {
+        let u = &self.units[self.tap_index(tap)?];
+        Ok(if u.unit.is_flat() { vec![u.channels] } else { vec![u.channels, u.hw.0, u.hw.1] })
+    }
+
+    /// Every BatchNorm module name in forward order (including those no conv precedes).
+    pub fn bn_names(&self) -> Vec<String> {
+        self.layers.iter().filter(|l| l.kind == LayerKind::BatchNorm).map(|l| l.name.clone()).collect()
+    }
+
+    /// Names of the parameters of the source head: the units after the `pool` tap (`fc.weight`,
+    /// `fc.bias` for ResNets; `classifier.6.*` for VGG; `classifier.1.*` for MobileNetV2).
+    pub fn head_params(&self) -> Vec<String> {
+        let start = self.units.iter().position(|u| u.tap == "pool").map_or(self.units.len(), |i| i + 1);
+        self.units[start..].iter().flat_map(|u| u.unit.param_shapes()).map(|(n, _)| n).collect()
     }
 
     /// Every parameter and BN buffer by name.
@@ -250,41 +297,33 @@ impl Backbone {
         self.units[first.saturating_sub(1)].tap.clone()
     }
 
-    /// Every convolution with its BN, in forward order.
+    /// Every convolution with the BN that directly follows it, in forward order. The input size
+    /// of each is that of the layer it reads in [`Backbone::structure`] (a shortcut conv reads
+    /// the block input, or the pre-activated input in a pre-activation block).
     pub fn convs(&self) -> Vec<ConvInfo> {
-        let (mut h, mut w) = (self.spec.input.height, self.spec.input.width);
-        let mut out = Vec::new();
-        for u in &self.units {
-            let block_in = (h, w);
-            let mut cur = block_in;
-            for (conv, bn) in u.unit.convs() {
-                // A shortcut conv reads the unit's input, the main path chains.
-                let input_hw = if conv.name.contains("downsample") { block_in } else { cur };
-                out.push(ConvInfo { conv: conv.clone(), bn: bn.map(str::to_string), tap: u.tap.clone(), input_hw });
-                if !conv.name.contains("downsample") {
-                    cur = conv.output_hw(cur.0, cur.1);
-                }
-            }
-            (h, w) = u.hw;
-        }
-        out
+        let bn_after: BTreeMap<&str, Option<&str>> =
+            self.units.iter().flat_map(|u| u.unit.convs()).map(|(c, bn)| (c.name.as_str(), bn)).collect();
+        self.layers
+            .iter()
+            .filter_map(|l| match &l.kind {
+                LayerKind::Conv(conv) => Some(ConvInfo {
+                    conv: conv.clone(),
+                    bn: bn_after.get(conv.name.as_str()).copied().flatten().map(str::to_string),
+                    tap: l.tap.clone(),
+                    input_hw: (l.input_shapes[0][1], l.input_shapes[0][2]),
+                }),
+                _ => None,
+            })
+            .collect()
     }
 
-    /// Analytic FLOPs per image (2 × multiply–accumulates of convs and linear layers; BN, ReLU,
-    /// additions and pooling are not counted) of the units after `from` up to and including `to`.
+    /// Analytic FLOPs per image (2 × multiply–accumulates of convs and linear layers; BN,
+    /// activations, additions and pooling are not counted) of the units after `from` up to and
+    /// including `to`: the sum of [`Layer::flops`] over their layers.
     pub fn flops_between(&self, from: Option<&str>, to: &str) -> Result<u64> {
         let (start, end) = self.unit_range(from, to)?;
-        let convs = self.convs();
-        let mut macs = 0u64;
-        for u in &self.units[start..=end] {
-            for c in convs.iter().filter(|c| c.tap == u.tap) {
-                macs += c.conv.macs(c.input_hw.0, c.input_hw.1);
-            }
-            if let Unit::Linear { in_features, out_features, .. } = &u.unit {
-                macs += (in_features * out_features) as u64;
-            }
-        }
-        Ok(2 * macs)
+        let taps: std::collections::HashSet<&str> = self.units[start..=end].iter().map(|u| u.tap.as_str()).collect();
+        Ok(self.layers.iter().filter(|l| taps.contains(l.tap.as_str())).map(|l| l.flops).sum())
     }
 
     /// FLOPs per image of the whole network, input to logits.
@@ -340,13 +379,7 @@ impl Backbone {
         let mut h = match from {
             None => self.normalize(x)?,
             Some(f) => {
-                let u = &self.units[start - 1];
-                let expected: Vec<usize> =
-                    if u.hw == (1, 1) && matches!(u.unit, Unit::GlobalAvgPool | Unit::Linear { .. }) {
-                        vec![u.channels]
-                    } else {
-                        vec![u.channels, u.hw.0, u.hw.1]
-                    };
+                let expected = self.tap_shape(f)?;
                 if x.dims().get(1..) != Some(expected.as_slice()) {
                     return Err(GraftError::Backbone(format!(
                         "input for running from tap '{f}' must have shape (n, {expected:?}), got {:?}",
@@ -386,13 +419,8 @@ impl Backbone {
             i += len;
         }
         if parts.is_empty() {
-            let t = self.tap(tap)?;
-            let u = &self.units[self.tap_index(tap)?];
-            let shape = if matches!(u.unit, Unit::GlobalAvgPool | Unit::Linear { .. }) {
-                vec![0, t.channels]
-            } else {
-                vec![0, t.channels, t.hw.0, t.hw.1]
-            };
+            let mut shape = vec![0];
+            shape.extend(self.tap_shape(tap)?);
             return Ok(Tensor::zeros(shape, DType::F32, &self.device)?);
         }
         Ok(Tensor::cat(&parts, 0)?)
@@ -403,53 +431,115 @@ impl Backbone {
         Ok(hooks.param(name, frozen)?.unwrap_or_else(|| frozen.clone()))
     }
 
-    /// conv → BN (→ ReLU when `act`): the one place a conv and its BN run, so fused kernels can
-    /// take over the whole sequence.
+    /// A convolution with its (possibly overridden) weight and bias.
+    fn conv(&self, x: &Tensor, conv: &ConvDef, hooks: &dyn Hooks) -> Result<Tensor> {
+        let w = self.p(&conv.weight_name(), hooks)?;
+        let b = if conv.bias { Some(self.p(&format!("{}.bias", conv.name), hooks)?) } else { None };
+        conv2d(x, &w, b.as_ref(), conv)
+    }
+
+    /// conv → BN → activation: the one place a conv and its BN run, so fused kernels can take
+    /// over the whole sequence.
     fn conv_bn(
         &self,
         x: &Tensor,
         conv: &ConvDef,
         bn: &str,
-        act: bool,
+        act: Act,
         hooks: &dyn Hooks,
         stats: &mut Vec<BnBatchStats>,
     ) -> Result<Tensor> {
-        let w = self.p(&conv.weight_name(), hooks)?;
-        let b = if conv.bias { Some(self.p(&format!("{}.bias", conv.name), hooks)?) } else { None };
         let gamma = self.p(&format!("{bn}.weight"), hooks)?;
         let beta = self.p(&format!("{bn}.bias"), hooks)?;
-        let act = if act { Act::Relu } else { Act::None };
         if hooks.bn_uses_batch_stats(bn) {
-            let y = conv2d(x, &w, b.as_ref(), conv)?;
-            let (out, mean, var) = batch_norm_act_train(&y, &gamma, &beta, act)?;
-            let (n, _, hh, ww) = y.dims4()?;
-            stats.push(BnBatchStats { bn: bn.to_string(), mean, var, count: n * hh * ww });
-            Ok(out)
-        } else {
-            let mean = self.p(&format!("{bn}.running_mean"), hooks)?;
-            let var = self.p(&format!("{bn}.running_var"), hooks)?;
-            conv_bn_act_eval(x, &w, b.as_ref(), conv, [&gamma, &beta, &mean, &var], act)
+            let y = self.conv(x, conv, hooks)?;
+            return self.bn_train(&y, bn, &gamma, &beta, act, stats);
         }
+        // Fixed statistics: the BN folds into the conv (bias and activation inside the kernel).
+        let w = self.p(&conv.weight_name(), hooks)?;
+        let b = if conv.bias { Some(self.p(&format!("{}.bias", conv.name), hooks)?) } else { None };
+        let mean = self.p(&format!("{bn}.running_mean"), hooks)?;
+        let var = self.p(&format!("{bn}.running_var"), hooks)?;
+        conv_bn_act_eval(x, &w, b.as_ref(), conv, [&gamma, &beta, &mean, &var], act)
+    }
+
+    /// BN → activation: every BatchNorm that does not follow a conv (pre-activation blocks) runs
+    /// here, in training mode when the hooks ask for it.
+    fn bn_act(&self, y: &Tensor, bn: &str, act: Act, hooks: &dyn Hooks, stats: &mut Vec<BnBatchStats>) -> Result<Tensor> {
+        let gamma = self.p(&format!("{bn}.weight"), hooks)?;
+        let beta = self.p(&format!("{bn}.bias"), hooks)?;
+        if hooks.bn_uses_batch_stats(bn) {
+            return self.bn_train(y, bn, &gamma, &beta, act, stats);
+        }
+        let mean = self.p(&format!("{bn}.running_mean"), hooks)?;
+        let var = self.p(&format!("{bn}.running_var"), hooks)?;
+        batch_norm_act(y, &mean, &var, &gamma, &beta, act)
+    }
+
+    /// Training-mode BN → activation, recording the batch statistics for the running update.
+    fn bn_train(&self, y: &Tensor, bn: &str, gamma: &Tensor, beta: &Tensor, act: Act, stats: &mut Vec<BnBatchStats>) -> Result<Tensor> {
+        let (out, mean, var) = batch_norm_act_train(y, gamma, beta, act)?;
+        let count = y.elem_count() / y.dim(1)?;
+        stats.push(BnBatchStats { bn: bn.to_string(), mean, var, count });
+        Ok(out)
     }
 
     fn run_unit(&self, unit: &Unit, x: &Tensor, hooks: &dyn Hooks, stats: &mut Vec<BnBatchStats>) -> Result<Tensor> {
         match unit {
-            Unit::ConvBnRelu { conv, bn } => self.conv_bn(x, conv, bn, true, hooks, stats),
+            Unit::Conv { conv } => self.conv(x, conv, hooks),
+            Unit::ConvBnAct { conv, bn, act } => self.conv_bn(x, conv, bn, *act, hooks, stats),
             Unit::BasicBlock { conv1, bn1, conv2, bn2, downsample } => {
-                let h = self.conv_bn(x, conv1, bn1, true, hooks, stats)?;
-                let h = self.conv_bn(&h, conv2, bn2, false, hooks, stats)?;
+                let h = self.conv_bn(x, conv1, bn1, Act::Relu, hooks, stats)?;
+                let h = self.conv_bn(&h, conv2, bn2, Act::None, hooks, stats)?;
                 let shortcut = match downsample {
-                    Some((c, b)) => self.conv_bn(x, c, b, false, hooks, stats)?,
+                    Some((c, b)) => self.conv_bn(x, c, b, Act::None, hooks, stats)?,
                     None => x.clone(),
                 };
                 add_relu(&h, &shortcut)
             }
+            Unit::Bottleneck { conv1, bn1, conv2, bn2, conv3, bn3, downsample } => {
+                let h = self.conv_bn(x, conv1, bn1, Act::Relu, hooks, stats)?;
+                let h = self.conv_bn(&h, conv2, bn2, Act::Relu, hooks, stats)?;
+                let h = self.conv_bn(&h, conv3, bn3, Act::None, hooks, stats)?;
+                let shortcut = match downsample {
+                    Some((c, b)) => self.conv_bn(x, c, b, Act::None, hooks, stats)?,
+                    None => x.clone(),
+                };
+                add_relu(&h, &shortcut)
+            }
+            Unit::PreActBlock { bn1, conv1, bn2, conv2, shortcut } => {
+                let a = self.bn_act(x, bn1, Act::Relu, hooks, stats)?;
+                let h = self.conv_bn(&a, conv1, bn2, Act::Relu, hooks, stats)?;
+                let h = self.conv(&h, conv2, hooks)?;
+                let s = match shortcut {
+                    Some(c) => self.conv(&a, c, hooks)?,
+                    None => x.clone(),
+                };
+                add(&h, &s)
+            }
+            Unit::InvertedResidual { expand, dw, project, residual } => {
+                let mut h = x.clone();
+                if let Some((c, b)) = expand {
+                    h = self.conv_bn(&h, c, b, Act::Relu6, hooks, stats)?;
+                }
+                h = self.conv_bn(&h, &dw.0, &dw.1, Act::Relu6, hooks, stats)?;
+                h = self.conv_bn(&h, &project.0, &project.1, Act::None, hooks, stats)?;
+                if *residual {
+                    add(&h, x)
+                } else {
+                    Ok(h)
+                }
+            }
+            Unit::BnAct { bn, act, .. } => self.bn_act(x, bn, *act, hooks, stats),
+            Unit::MaxPool { kernel, stride, padding, .. } => max_pool2d(x, *kernel, *stride, *padding),
             Unit::GlobalAvgPool => global_avg_pool(x),
-            Unit::Linear { name, .. } => {
+            Unit::AvgPoolFlatten { out } => Ok(adaptive_avg_pool2d(x, *out)?.flatten_from(1)?),
+            Unit::Linear { name, act, .. } => {
                 let w = self.p(&format!("{name}.weight"), hooks)?;
                 let b = self.p(&format!("{name}.bias"), hooks)?;
-                linear(x, &w, &b)
+                activate(&linear(x, &w, &b)?, *act)
             }
         }
     }
 }
+

@@ -165,3 +165,77 @@ pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
 pub fn argmax(logits: &Tensor) -> Result<Vec<u32>> {
     Ok(logits.argmax(D::Minus1)?.to_dtype(DType::U32)?.to_vec1::<u32>()?)
 }
+
+/// `min(max(x, 0), 6)` (MobileNetV2's activation); one pass forward and one backward on the CPU.
+pub fn relu6(x: &Tensor) -> Result<Tensor> {
+    activate(x, Act::Relu6)
+}
+
+/// `a + b` without an activation: the closing step of pre-activation and inverted residual blocks.
+pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    add_act(a, b, Act::None)
+}
+
+/// Max pooling of `x (n, c, h, w)` with a square `kernel`, `stride` and `padding` on each side;
+/// padded positions are `-inf`, so they are never selected (PyTorch's `MaxPool2d`). Built from
+/// strided slices and element-wise maxima, so it has a gradient for any stride (ties share it).
+pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
+    use crate::error::GraftError;
+    let (n, c, h, w) = x.dims4()?;
+    if kernel == 0 || stride == 0 || h + 2 * padding < kernel || w + 2 * padding < kernel || 2 * padding > kernel {
+        return Err(GraftError::Backbone(format!(
+            "max pool {kernel}x{kernel}, stride {stride}, padding {padding} does not fit an input of {h}x{w}"
+        )));
+    }
+    let oh = (h + 2 * padding - kernel) / stride + 1;
+    let ow = (w + 2 * padding - kernel) / stride + 1;
+    // Padded so that rows ky, ky+s, ..., ky+s(oh-1) are a contiguous run of s·oh rows for every ky.
+    let ph = kernel - 1 + stride * oh;
+    let pw = kernel - 1 + stride * ow;
+    let fill = |shape: (usize, usize, usize, usize)| -> Result<Tensor> {
+        Ok(Tensor::full(f32::NEG_INFINITY, shape, x.device())?.to_dtype(x.dtype())?)
+    };
+    let mut padded = x.clone();
+    if ph > h || padding > 0 {
+        padded = Tensor::cat(&[&fill((n, c, padding, w))?, &padded, &fill((n, c, ph - h - padding, w))?], 2)?;
+    }
+    if pw > w || padding > 0 {
+        padded = Tensor::cat(&[&fill((n, c, ph, padding))?, &padded, &fill((n, c, ph, pw - w - padding))?], 3)?;
+    }
+    let mut out: Option<Tensor> = None;
+    for ky in 0..kernel {
+        let rows = padded.narrow(2, ky, stride * oh)?.reshape((n, c, oh, stride, pw))?.narrow(3, 0, 1)?.squeeze(3)?;
+        for kx in 0..kernel {
+            let v = rows.narrow(3, kx, stride * ow)?.reshape((n, c, oh, ow, stride))?.narrow(4, 0, 1)?.squeeze(4)?;
+            out = Some(match out {
+                None => v,
+                Some(m) => m.maximum(&v)?,
+            });
+        }
+    }
+    Ok(out.expect("kernel >= 1"))
+}
+
+/// Adaptive average pooling of `x (n, c, h, w)` to `(oh, ow)` with PyTorch's bins (output cell
+/// `i` averages rows `floor(i·h/oh) .. ceil((i+1)·h/oh)`), as two small matrix products.
+pub fn adaptive_avg_pool2d(x: &Tensor, out: (usize, usize)) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    if (h, w) == out {
+        return Ok(x.clone());
+    }
+    let bins = |size: usize, o: usize| -> Vec<f32> {
+        let mut m = vec![0f32; o * size];
+        for i in 0..o {
+            let start = i * size / o;
+            let end = ((i + 1) * size).div_ceil(o);
+            for j in start..end {
+                m[i * size + j] = 1.0 / (end - start) as f32;
+            }
+        }
+        m
+    };
+    let rows = Tensor::from_vec(bins(h, out.0), (out.0, h), x.device())?.to_dtype(x.dtype())?;
+    let cols = Tensor::from_vec(bins(w, out.1), (out.1, w), x.device())?.to_dtype(x.dtype())?.t()?;
+    let y = x.broadcast_matmul(&cols)?;
+    Ok(rows.broadcast_matmul(&y)?)
+}

@@ -1,5 +1,6 @@
 //! Serialisable backbone descriptions: architecture, input format, classifier size.
 
+use super::vgg::VggConfig;
 use crate::error::{GraftError, Result};
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +29,52 @@ pub enum Arch {
         /// Channels of the first stage (16 in the paper).
         width: usize,
     },
+    /// Wide ResNet WRN-`depth`-`widen` (Zagoruyko & Komodakis 2016): pre-activation basic
+    /// blocks in 3 stages of `(depth-4)/6` blocks with 16k, 32k, 64k channels.
+    Wrn {
+        /// Total depth, `6n + 4`: 10, 16, 22, 28, 40, ...
+        depth: usize,
+        /// Widen factor `k` (1 gives a thin 16/32/64-channel net).
+        widen: usize,
+    },
+    /// ImageNet-style ResNet with torchvision's parameter names and layout (7x7/2 stem, 3x3/2
+    /// max pool, 4 stages, global average pool), for any input size.
+    Resnet {
+        /// 18 or 34 (basic blocks), 50, 101 or 152 (bottlenecks).
+        depth: usize,
+        /// Channels of the first stage: 64 in torchvision; smaller values give narrow nets with
+        /// the same parameter names (a graft extension, for tests and small data).
+        #[serde(default = "default_resnet_width")]
+        width: usize,
+    },
+    /// MobileNetV2 with torchvision's parameter names and width multiplier.
+    Mobilenetv2 {
+        /// Width multiplier (1.0 in the paper; channels are rounded to multiples of 8).
+        width_mult: f64,
+    },
+    /// VGG with BatchNorm and torchvision's parameter names.
+    Vgg {
+        /// `vgg11`, `vgg13`, `vgg16` or `vgg19`.
+        config: VggConfig,
+        /// Divides every conv width and the classifier's 4096 hidden units (1 = torchvision's
+        /// sizes; a power of two up to 64).
+        #[serde(default = "one")]
+        width_div: usize,
+        /// Side of the adaptive average pool before the classifier (torchvision: 7; 1 gives a
+        /// CIFAR-style VGG with a much smaller classifier).
+        #[serde(default = "seven")]
+        pool: usize,
+    },
+}
+
+fn default_resnet_width() -> usize {
+    64
+}
+fn one() -> usize {
+    1
+}
+fn seven() -> usize {
+    7
 }
 
 /// Input format: shape and per-channel normalisation `(x - mean) / std` applied by the backbone.
@@ -59,8 +106,14 @@ impl InputSpec {
 }
 
 impl BackboneSpec {
-    /// Checks sizes are valid for the architecture.
+    /// Checks sizes are valid for the architecture, including that the input is large enough
+    /// for every layer (the network is built to check it).
     pub fn validate(&self) -> Result<()> {
+        super::build_units(self).map(|_| ())
+    }
+
+    /// The checks of [`BackboneSpec::validate`] that do not build the network.
+    pub(crate) fn validate_sizes(&self) -> Result<()> {
         let i = &self.input;
         if i.channels == 0 || i.height == 0 || i.width == 0 {
             return Err(GraftError::Backbone(format!(
@@ -82,25 +135,151 @@ impl BackboneSpec {
         if self.num_classes == 0 {
             return Err(GraftError::Backbone("num_classes must be at least 1".into()));
         }
-        match &self.arch {
-            Arch::ResnetCifar { depth, width } => {
-                if *depth < 8 || (depth - 2) % 6 != 0 {
-                    return Err(GraftError::Backbone(format!(
-                        "resnet-cifar depth must be 6n+2 with n >= 1 (8, 14, 20, 32, 56, ...), got {depth}"
-                    )));
+        self.arch.validate()
+    }
+
+    /// A short identifier such as `resnet-cifar-20-w16`, `wrn-16-4`, `resnet50`,
+    /// `resnet18-w8`, `mobilenetv2-0.5`, `vgg11-bn-d16`.
+    pub fn id(&self) -> String {
+        self.arch.id()
+    }
+}
+
+impl Arch {
+    /// The architecture's family name as written in specs (`resnet-cifar`, `wrn`, `resnet`,
+    /// `mobilenetv2`, `vgg`).
+    pub fn family(&self) -> &'static str {
+        match self {
+            Arch::ResnetCifar { .. } => "resnet-cifar",
+            Arch::Wrn { .. } => "wrn",
+            Arch::Resnet { .. } => "resnet",
+            Arch::Mobilenetv2 { .. } => "mobilenetv2",
+            Arch::Vgg { .. } => "vgg",
+        }
+    }
+
+    /// A short identifier (see [`BackboneSpec::id`]).
+    pub fn id(&self) -> String {
+        match self {
+            Arch::ResnetCifar { depth, width } => format!("resnet-cifar-{depth}-w{width}"),
+            Arch::Wrn { depth, widen } => format!("wrn-{depth}-{widen}"),
+            Arch::Resnet { depth, width: 64 } => format!("resnet{depth}"),
+            Arch::Resnet { depth, width } => format!("resnet{depth}-w{width}"),
+            Arch::Mobilenetv2 { width_mult } => format!("mobilenetv2-{width_mult:?}"),
+            Arch::Vgg { config, width_div, pool } => {
+                let mut id = format!("{}-bn", config.name());
+                if *width_div != 1 {
+                    id.push_str(&format!("-d{width_div}"));
                 }
-                if *width == 0 {
-                    return Err(GraftError::Backbone("resnet-cifar width must be at least 1".into()));
+                if *pool != 7 {
+                    id.push_str(&format!("-p{pool}"));
+                }
+                id
+            }
+        }
+    }
+
+    /// Checks the size parameters (not the input size; see [`BackboneSpec::validate`]).
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(GraftError::Backbone(m));
+        match *self {
+            Arch::ResnetCifar { depth, width } => {
+                if depth < 8 || (depth - 2) % 6 != 0 {
+                    return bad(format!("resnet-cifar depth must be 6n+2 with n >= 1 (8, 14, 20, 32, 56, ...), got {depth}"));
+                }
+                if width == 0 {
+                    return bad("resnet-cifar width must be at least 1".into());
+                }
+            }
+            Arch::Wrn { depth, widen } => {
+                if depth < 10 || (depth - 4) % 6 != 0 {
+                    return bad(format!("wrn depth must be 6n+4 with n >= 1 (10, 16, 22, 28, 40, ...), got {depth}"));
+                }
+                if widen == 0 {
+                    return bad("wrn widen factor must be at least 1".into());
+                }
+            }
+            Arch::Resnet { depth, width } => {
+                if super::resnet::layout(depth).is_none() {
+                    return bad(format!("resnet depth must be one of {:?} (torchvision's), got {depth}", super::resnet::DEPTHS));
+                }
+                if width == 0 {
+                    return bad("resnet width must be at least 1 (torchvision: 64)".into());
+                }
+            }
+            Arch::Mobilenetv2 { width_mult } => {
+                if !(width_mult.is_finite() && width_mult > 0.0 && width_mult <= 4.0) {
+                    return bad(format!("mobilenetv2 width_mult must be in (0, 4], got {width_mult}"));
+                }
+            }
+            Arch::Vgg { width_div, pool, .. } => {
+                if !(width_div.is_power_of_two() && width_div <= 64) {
+                    return bad(format!("vgg width_div must be a power of two from 1 to 64, got {width_div}"));
+                }
+                if pool == 0 {
+                    return bad("vgg pool (the adaptive average pool's side) must be at least 1".into());
                 }
             }
         }
         Ok(())
     }
+}
 
-    /// A short identifier such as `resnet-cifar-20-w16`.
-    pub fn id(&self) -> String {
-        match &self.arch {
-            Arch::ResnetCifar { depth, width } => format!("resnet-cifar-{depth}-w{width}"),
-        }
+impl std::str::FromStr for Arch {
+    type Err = GraftError;
+
+    /// Parses an identifier as written by [`Arch::id`]: `resnet-cifar-20-w16`, `wrn-16-4`,
+    /// `resnet18`, `resnet50-w8`, `mobilenetv2-0.5`, `vgg11-bn`, `vgg16-bn-d16-p1`. The result is
+    /// checked with [`Arch::validate`].
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || {
+            GraftError::Backbone(format!(
+                "'{s}' is not an architecture id; examples: resnet-cifar-20-w16, wrn-16-4, resnet18, resnet50-w8, \
+                 mobilenetv2-1.0, vgg11-bn, vgg16-bn-d16-p1"
+            ))
+        };
+        let num = |t: &str| t.parse::<usize>().map_err(|_| bad());
+        let arch = if let Some(rest) = s.strip_prefix("resnet-cifar-") {
+            let (d, w) = rest.split_once("-w").ok_or_else(bad)?;
+            Arch::ResnetCifar { depth: num(d)?, width: num(w)? }
+        } else if let Some(rest) = s.strip_prefix("wrn-") {
+            let (d, k) = rest.split_once('-').ok_or_else(bad)?;
+            Arch::Wrn { depth: num(d)?, widen: num(k)? }
+        } else if let Some(rest) = s.strip_prefix("mobilenetv2-") {
+            let width_mult: f64 = rest.parse().map_err(|_| bad())?;
+            Arch::Mobilenetv2 { width_mult }
+        } else if let Some(rest) = s.strip_prefix("resnet") {
+            match rest.split_once("-w") {
+                Some((d, w)) => Arch::Resnet { depth: num(d)?, width: num(w)? },
+                None => Arch::Resnet { depth: num(rest)?, width: 64 },
+            }
+        } else if s.starts_with("vgg") {
+            let mut parts = s.split('-');
+            let config = match parts.next() {
+                Some("vgg11") => VggConfig::Vgg11,
+                Some("vgg13") => VggConfig::Vgg13,
+                Some("vgg16") => VggConfig::Vgg16,
+                Some("vgg19") => VggConfig::Vgg19,
+                _ => return Err(bad()),
+            };
+            if parts.next() != Some("bn") {
+                return Err(GraftError::Backbone(format!("'{s}': graft's VGGs have BatchNorm; write {}-bn", config.name())));
+            }
+            let (mut width_div, mut pool) = (1, 7);
+            for p in parts {
+                if let Some(d) = p.strip_prefix('d') {
+                    width_div = num(d)?;
+                } else if let Some(q) = p.strip_prefix('p') {
+                    pool = num(q)?;
+                } else {
+                    return Err(bad());
+                }
+            }
+            Arch::Vgg { config, width_div, pool }
+        } else {
+            return Err(bad());
+        };
+        arch.validate()?;
+        Ok(arch)
     }
 }

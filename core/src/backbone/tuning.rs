@@ -48,7 +48,7 @@ impl TunedBackbone {
         let mut buffers = ParamMap::new();
         let mut tuned_bns = BTreeSet::new();
         let bn_names: BTreeSet<String> =
-            base.convs().into_iter().filter_map(|c| c.bn).collect();
+            base.bn_names().into_iter().collect();
         for (name, t) in base.params() {
             if is_bn_buffer(name) || !select(name) {
                 continue;

@@ -35,9 +35,11 @@ impl MethodConfig for FineTuneConfig {
     }
 }
 
-/// True for the backbone parameters a full-network method trains: all but the source head.
-pub fn is_body_param(name: &str) -> bool {
-    !name.starts_with("fc.")
+/// True for the backbone parameters a full-network method trains: all but the source head
+/// (the units after the `pool` tap: `fc` for ResNets, `classifier.1` for MobileNetV2,
+/// `classifier.6` for VGG).
+pub fn is_body_param(backbone: &Backbone, name: &str) -> bool {
+    !backbone.head_params().iter().any(|h| h == name)
 }
 
 /// Fits a whole-network model starting from `start` (the source for FT, a random init for
@@ -52,7 +54,8 @@ pub fn fit_whole(
     task: &Task,
     ctx: &mut FitContext,
 ) -> Result<Box<dyn TaskModel>> {
-    let tuned = TunedBackbone::new(start, prefix, is_body_param)?;
+    let head = start.head_params();
+    let tuned = TunedBackbone::new(start, prefix, |n| !head.iter().any(|h| h == n))?;
     let body = Body { tuned, from: None, to: "pool".into() };
     let plan = Plan { method, config, frozen_until: None, interconnections: 0 };
     fit_plan(plan, source, task, Some(body), "pool", train, ctx)
