@@ -34,6 +34,8 @@ const CASES: &[Case] = &[
     (1, 64, 20, 20, 8, 3, 1, 1, 1),
     (2, 16, 40, 40, 8, 3, 2, 1, 1),
     (2, 32, 24, 24, 16, 1, 1, 0, 1),
+    // wide enough for im2col + OpenBLAS instead of the direct kernel
+    (1, 64, 32, 32, 64, 3, 1, 1, 1),
 ];
 
 fn uniform(shape: &[usize], seed: u64) -> Tensor {
@@ -120,7 +122,15 @@ fn finite_diff(t: &Tensor, f: impl Fn(&Tensor) -> f64, eps: f32) -> Vec<f64> {
 
 #[test]
 fn gradients_match_finite_differences() {
-    let tiny: &[Case] = &[(2, 3, 5, 4, 2, 3, 2, 1, 1), (1, 4, 5, 5, 4, 3, 1, 1, 2), (1, 2, 4, 3, 3, 1, 1, 0, 1)];
+    // Strided, grouped and 1x1 (im2col); stride 1 (direct kernel), and a plane long enough for
+    // the direct weight gradient.
+    let tiny: &[Case] = &[
+        (2, 3, 5, 4, 2, 3, 2, 1, 1),
+        (1, 4, 5, 5, 4, 3, 1, 1, 2),
+        (1, 2, 4, 3, 3, 1, 1, 0, 1),
+        (2, 3, 5, 4, 2, 3, 1, 1, 1),
+        (1, 2, 16, 14, 2, 3, 1, 1, 1),
+    ];
     for (i, c) in tiny.iter().enumerate() {
         let &(_, _, _, _, _, _, stride, pad, groups) = c;
         let (x, w) = case_tensors(c, 1000 + 10 * i as u64);

@@ -246,7 +246,7 @@ struct Epilogue<'a> {
 
 /// Forward: `y (n, cout, hout, wout)`, with the optional epilogue applied.
 fn forward(x: &[f32], wt: &[f32], g: &Geom, epilogue: Option<Epilogue>) -> Vec<f32> {
-    if g.stride == 1 && g.groups == 1 && !g.pointwise() && direct::available() {
+    if prefer_direct(g, false) {
         return forward_direct(x, wt, g, epilogue);
     }
     let (k, cin_g, cout_g, hw_in, hw_out) = (g.k(), g.cin_g(), g.cout_g(), g.hw_in(), g.hw_out());
@@ -286,6 +286,21 @@ fn forward(x: &[f32], wt: &[f32], g: &Geom, epilogue: Option<Epilogue>) -> Vec<f
     // SAFETY: the gemm calls above (read_dst = false, k >= 1) wrote all `len` elements.
     unsafe { y.set_len(len) };
     y
+}
+
+/// Whether the direct kernel should run this conv (else im2col + GEMM). Measured on 2 AVX2
+/// cores (docs/performance.md): direct is ~2x faster on narrow layers (16–32 channels) and on
+/// small planes, while OpenBLAS on the im2col matrix wins by ~15 % on wide layers with large
+/// planes (64→64 at 56x56); the weight gradient's per-tap dot products need long rows.
+fn prefer_direct(g: &Geom, weight_grad: bool) -> bool {
+    if g.stride != 1 || g.groups != 1 || g.pointwise() || !direct::available() {
+        return false;
+    }
+    let wide = g.cin >= 64 && g.cout >= 64 && g.hw_out() >= 1024;
+    if wide && super::blas::uses_openblas() {
+        return false;
+    }
+    !weight_grad || g.hout * (g.w + 2 * g.pad) >= 256
 }
 
 /// Forward through the direct kernel, one image per task.
@@ -393,7 +408,7 @@ fn weight_grad_direct(x: &[f32], dy: &[f32], g: &Geom) -> Vec<f32> {
 
 /// Gradient w.r.t. the weight: `dw (cout, cin/groups, kh, kw)`.
 fn weight_grad(x: &[f32], dy: &[f32], g: &Geom) -> Vec<f32> {
-    if g.stride == 1 && g.groups == 1 && !g.pointwise() && direct::available() {
+    if prefer_direct(g, true) {
         return weight_grad_direct(x, dy, g);
     }
     let (k, cin_g, cout_g, hw_in, hw_out) = (g.k(), g.cin_g(), g.cout_g(), g.hw_in(), g.hw_out());
