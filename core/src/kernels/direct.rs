@@ -81,22 +81,30 @@ pub struct Scratch {
     out: Vec<f32>,
 }
 
+impl Scratch {
+    /// Copies `x (cin, h, w)` into the zero-padded buffer of row width `wp`.
+    fn pad_input(&mut self, x: &[f32], g: &DirectGeom) {
+        let (hp, wp) = (g.hp(), g.wp());
+        self.padded.clear();
+        self.padded.resize(g.padded_len(), 0.0);
+        for c in 0..g.cin {
+            for r in 0..g.h {
+                let dst = (c * hp + r + g.pad) * wp + g.pad;
+                self.padded[dst..dst + g.w].copy_from_slice(&x[(c * g.h + r) * g.w..][..g.w]);
+            }
+        }
+    }
+}
+
 /// Convolves one image `x (cin, h, w)` with `wt (cout, cin, kh, kw)` into `y (cout, hout, wout)`,
 /// adding `bias[co]` and applying `act` when given.
 ///
 /// # Safety
 /// [`available`] must be true; the slices must have the sizes the geometry implies.
 pub unsafe fn conv_image(x: &[f32], wt: &[f32], y: &mut [f32], g: &DirectGeom, epilogue: Option<(&[f32], Act)>, s: &mut Scratch) {
-    let (hp, wp) = (g.hp(), g.wp());
+    let wp = g.wp();
     let (hout, wout) = g.out_hw();
-    s.padded.clear();
-    s.padded.resize(g.padded_len(), 0.0);
-    for c in 0..g.cin {
-        for r in 0..g.h {
-            let dst = (c * hp + r + g.pad) * wp + g.pad;
-            s.padded[dst..dst + g.w].copy_from_slice(&x[(c * g.h + r) * g.w..][..g.w]);
-        }
-    }
+    s.pad_input(x, g);
     let positions = g.positions();
     s.out.resize(g.cout * positions, 0.0);
     let offsets: Vec<usize> = (0..g.kh).flat_map(|ki| (0..g.kw).map(move |kj| ki * wp + kj)).collect();
@@ -186,14 +194,7 @@ unsafe fn channels<const R: usize>(_: &[f32], _: &[f32], _: &mut [f32], _: usize
 pub unsafe fn weight_grad_image(x: &[f32], dy: &[f32], dw: &mut [f32], g: &DirectGeom, s: &mut Scratch) {
     let (hp, wp) = (g.hp(), g.wp());
     let (hout, wout) = g.out_hw();
-    s.padded.clear();
-    s.padded.resize(g.padded_len(), 0.0);
-    for c in 0..g.cin {
-        for r in 0..g.h {
-            let dst = (c * hp + r + g.pad) * wp + g.pad;
-            s.padded[dst..dst + g.w].copy_from_slice(&x[(c * g.h + r) * g.w..][..g.w]);
-        }
-    }
+    s.pad_input(x, g);
     let positions = g.positions();
     s.out.clear();
     s.out.resize(g.cout * positions, 0.0);

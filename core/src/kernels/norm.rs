@@ -322,19 +322,8 @@ impl CustomOp2 for AddActOp {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let what = "add";
-        if l1.dims() != l2.dims() {
-            bail!("graft {what}: shapes differ, {:?} and {:?}", l1.dims(), l2.dims());
-        }
-        let (a, b) = (f32_slice(s1, l1, what, "lhs")?, f32_slice(s2, l2, what, "rhs")?);
         let act = self.act;
-        let mut out = output_vec(a.len());
-        out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(|(o, (a, b))| {
-            for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
-                *o = act.apply(x + y);
-            }
-        });
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
+        zip_map((s1, l1), (s2, l2), ["add", "lhs", "rhs"], |x, y| act.apply(x + y))
     }
 
     fn bwd(&self, a: &Tensor, b: &Tensor, res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
@@ -372,6 +361,28 @@ impl candle_core::CustomOp1 for ActOp {
     }
 }
 
+/// `f(a, b)` element-wise over two same-shaped contiguous f32 storages, in parallel chunks;
+/// `names` are the op and its two arguments, for errors.
+fn zip_map(
+    (s1, l1): (&CpuStorage, &Layout),
+    (s2, l2): (&CpuStorage, &Layout),
+    names: [&str; 3],
+    f: impl Fn(f32, f32) -> f32 + Sync,
+) -> Result<(CpuStorage, Shape)> {
+    let [op, an, bn] = names;
+    if l1.dims() != l2.dims() {
+        bail!("graft {op}: shapes differ, {:?} and {:?}", l1.dims(), l2.dims());
+    }
+    let (a, b) = (f32_slice(s1, l1, op, an)?, f32_slice(s2, l2, op, bn)?);
+    let mut out = output_vec(a.len());
+    out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(|(o, (a, b))| {
+        for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
+            *o = f(x, y);
+        }
+    });
+    Ok((CpuStorage::F32(out), l1.shape().clone()))
+}
+
 /// Elements per parallel work item of the element-wise ops.
 const CHUNK: usize = 16 * 1024;
 
@@ -386,19 +397,8 @@ impl CustomOp2 for ActGradOp {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let what = "activation backward";
-        if l1.dims() != l2.dims() {
-            bail!("graft {what}: shapes differ, {:?} and {:?}", l1.dims(), l2.dims());
-        }
-        let (r, g) = (f32_slice(s1, l1, what, "output")?, f32_slice(s2, l2, what, "gradient")?);
         let act = self.act;
-        let mut out = output_vec(r.len());
-        out.par_chunks_mut(CHUNK).zip(r.par_chunks(CHUNK).zip(g.par_chunks(CHUNK))).for_each(|(o, (r, g))| {
-            for ((o, &rv), &gv) in o.iter_mut().zip(r).zip(g) {
-                *o = gv * act.pass(rv);
-            }
-        });
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
+        zip_map((s1, l1), (s2, l2), ["activation backward", "output", "gradient"], |r, g| g * act.pass(r))
     }
 }
 
