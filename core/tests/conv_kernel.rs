@@ -238,3 +238,24 @@ fn fused_bias_and_activation_match_candle_ops_forward_and_backward() {
     let err = conv2d_bias_act(&x, &uniform(&[3, 2, 3, 3], 2), &uniform(&[4], 3), 1, 1, 1, Act::Relu).unwrap_err();
     assert!(err.to_string().contains("bias must have shape [3]"), "{err}");
 }
+
+#[test]
+fn gradients_are_bit_identical_across_thread_counts() {
+    // Direct kernel (long plane), im2col (short plane, strided) and grouped weight gradients.
+    let cases: &[Case] = &[(6, 8, 24, 24, 8, 3, 1, 1, 1), (6, 8, 8, 8, 8, 3, 1, 1, 1), (6, 8, 12, 12, 8, 3, 2, 1, 2)];
+    for c in cases {
+        let &(_, _, h, w, _, k, stride, pad, groups) = c;
+        let (x, wt) = case_tensors(c, 77);
+        let dy = uniform(conv2d(&x, &wt, stride, pad, groups).unwrap().dims(), 78);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let dw = conv2d_weight_grad(&x, &dy, (k, k), stride, pad, groups).unwrap();
+                let dx = conv2d_input_grad(&dy, &wt, (h, w), stride, pad, groups).unwrap();
+                (flat(&dw), flat(&dx))
+            })
+        };
+        let one = run(1);
+        assert!(run(2) == one && run(3) == one, "{c:?}: gradients depend on the thread count");
+    }
+}

@@ -379,31 +379,45 @@ fn input_grad(dy: &[f32], wt: &[f32], g: &Geom) -> Vec<f32> {
     dx
 }
 
+/// Most partial sums a weight gradient is split into.
+const WGRAD_BLOCKS: usize = 16;
+
+/// `Σ_i f(i)` over `items` work items, each adding into a `len`-float accumulator, computed in
+/// parallel yet **deterministically**: the items are cut into a fixed number of contiguous
+/// blocks (independent of the thread count), each block sums its items in order, and the block
+/// sums are added in order. (A rayon `fold`/`reduce` would group items by work stealing, so the
+/// float rounding, and with it training, would change from run to run.)
+fn ordered_sum<S: Default>(items: usize, len: usize, f: impl Fn(&mut [f32], &mut S, usize) + Sync) -> Vec<f32> {
+    let blocks = items.clamp(1, WGRAD_BLOCKS);
+    let per = items.div_ceil(blocks).max(1);
+    let partials: Vec<Vec<f32>> = (0..blocks)
+        .into_par_iter()
+        .map(|b| {
+            let mut acc = vec![0f32; len];
+            let mut scratch = S::default();
+            for i in b * per..((b + 1) * per).min(items) {
+                f(&mut acc, &mut scratch, i);
+            }
+            acc
+        })
+        .collect();
+    let mut parts = partials.into_iter();
+    let mut total = parts.next().unwrap_or_else(|| vec![0f32; len]);
+    for p in parts {
+        total.iter_mut().zip(&p).for_each(|(t, v)| *t += *v);
+    }
+    total
+}
+
 /// Weight gradient through the direct kernel: per-thread sums over images, then reduced.
 fn weight_grad_direct(x: &[f32], dy: &[f32], g: &Geom) -> Vec<f32> {
     let dg = direct::DirectGeom { cin: g.cin, h: g.h, w: g.w, cout: g.cout, kh: g.kh, kw: g.kw, pad: g.pad };
     let wlen = g.cout * g.k();
     let (per_x, per_y) = (g.cin * g.hw_in(), g.cout * g.hw_out());
-    (0..g.n)
-        .into_par_iter()
-        .fold(
-            || (vec![0f32; wlen], direct::Scratch::default()),
-            |(mut acc, mut scratch), img| {
-                // SAFETY: `direct::available()` was checked and the slices match the geometry.
-                unsafe {
-                    direct::weight_grad_image(&x[img * per_x..][..per_x], &dy[img * per_y..][..per_y], &mut acc, &dg, &mut scratch)
-                };
-                (acc, scratch)
-            },
-        )
-        .map(|(acc, _)| acc)
-        .reduce(
-            || vec![0f32; wlen],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(a, b)| *a += *b);
-                a
-            },
-        )
+    ordered_sum(g.n, wlen, |acc, scratch: &mut direct::Scratch, img| {
+        // SAFETY: `direct::available()` was checked and the slices match the geometry.
+        unsafe { direct::weight_grad_image(&x[img * per_x..][..per_x], &dy[img * per_y..][..per_y], acc, &dg, scratch) };
+    })
 }
 
 /// Gradient w.r.t. the weight: `dw (cout, cin/groups, kh, kw)`.
@@ -414,43 +428,29 @@ fn weight_grad(x: &[f32], dy: &[f32], g: &Geom) -> Vec<f32> {
     let (k, cin_g, cout_g, hw_in, hw_out) = (g.k(), g.cin_g(), g.cout_g(), g.hw_in(), g.hw_out());
     let wlen = g.cout * k;
     let tiles = g.tiles();
-    (0..g.n * tiles)
-        .into_par_iter()
-        .fold(
-            || (vec![0f32; wlen], Vec::<f32>::new()),
-            |(mut acc, mut col), item| {
-                let (img, t) = (item / tiles, item % tiles);
-                let (oh0, oh1) = g.tile(t);
-                let nc = (oh1 - oh0) * g.wout;
-                for gi in 0..g.groups {
-                    let xg = &x[(img * g.cin + gi * cin_g) * hw_in..][..cin_g * hw_in];
-                    let dyg = &dy[(img * g.cout + gi * cout_g) * hw_out..][..cout_g * hw_out];
-                    // colᵀ as an nc × k matrix: (row stride, column stride).
-                    let (rhs, rhs_rs, rhs_cs) = if g.pointwise() {
-                        (xg[oh0 * g.wout..].as_ptr(), 1, hw_in)
-                    } else {
-                        col.resize(k * nc, 0.0);
-                        im2col(xg, g, oh0, oh1, &mut col);
-                        (col.as_ptr(), 1, nc)
-                    };
-                    let dst = &mut acc[gi * cout_g * k..][..cout_g * k];
-                    // SAFETY: dst is cout_g × k, the dy tile is cout_g × nc, colᵀ is nc × k.
-                    unsafe {
-                        let lhs = dyg[oh0 * g.wout..].as_ptr();
-                        matmul(cout_g, k, nc, dst.as_mut_ptr(), k, 1, true, lhs, hw_out, 1, rhs, rhs_rs, rhs_cs);
-                    }
-                }
-                (acc, col)
-            },
-        )
-        .map(|(acc, _)| acc)
-        .reduce(
-            || vec![0f32; wlen],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(a, b)| *a += *b);
-                a
-            },
-        )
+    ordered_sum(g.n * tiles, wlen, |acc, col: &mut Vec<f32>, item| {
+        let (img, t) = (item / tiles, item % tiles);
+        let (oh0, oh1) = g.tile(t);
+        let nc = (oh1 - oh0) * g.wout;
+        for gi in 0..g.groups {
+            let xg = &x[(img * g.cin + gi * cin_g) * hw_in..][..cin_g * hw_in];
+            let dyg = &dy[(img * g.cout + gi * cout_g) * hw_out..][..cout_g * hw_out];
+            // colᵀ as an nc × k matrix: (row stride, column stride).
+            let (rhs, rhs_rs, rhs_cs) = if g.pointwise() {
+                (xg[oh0 * g.wout..].as_ptr(), 1, hw_in)
+            } else {
+                col.resize(k * nc, 0.0);
+                im2col(xg, g, oh0, oh1, col);
+                (col.as_ptr(), 1, nc)
+            };
+            let dst = &mut acc[gi * cout_g * k..][..cout_g * k];
+            // SAFETY: dst is cout_g × k, the dy tile is cout_g × nc, colᵀ is nc × k.
+            unsafe {
+                let lhs = dyg[oh0 * g.wout..].as_ptr();
+                matmul(cout_g, k, nc, dst.as_mut_ptr(), k, 1, true, lhs, hw_out, 1, rhs, rhs_rs, rhs_cs);
+            }
+        }
+    })
 }
 
 /// The forward op; `arg1` is the input, `arg2` the weight.
