@@ -122,7 +122,7 @@ impl FeatureCache {
     pub fn bytes_needed(&self, backbone: &Backbone, n: usize, taps: &[&str]) -> Result<u64> {
         let mut per_image = 0u64;
         for t in taps {
-            per_image += tap_elems(backbone, t)? as u64;
+            per_image += backbone.tap_shape(t)?.iter().product::<usize>() as u64;
         }
         Ok(per_image * n as u64 * self.dtype.bytes())
     }
@@ -215,7 +215,7 @@ impl FeatureCache {
         for (name, p) in parts {
             let t = if p.is_empty() {
                 let mut shape = vec![0];
-                shape.extend(tap_shape(backbone, &name)?);
+                shape.extend(backbone.tap_shape(&name)?);
                 Tensor::zeros(shape, self.dtype.dtype(), &device)?
             } else {
                 Tensor::cat(&p, 0)?
@@ -233,7 +233,7 @@ impl FeatureCache {
         let mut out = ParamMap::new();
         for t in taps {
             let mut shape = vec![n];
-            shape.extend(tap_shape(backbone, t)?);
+            shape.extend(backbone.tap_shape(t)?);
             let v = st.tensors.get(*t).ok_or_else(|| GraftError::checkpoint(file, format!("no tensor '{t}'")))?;
             if v.dims() != shape.as_slice() || v.dtype() != self.dtype.dtype() {
                 return Err(GraftError::checkpoint(
@@ -245,19 +245,4 @@ impl FeatureCache {
         }
         Ok(out)
     }
-}
-
-/// Shape of one image's output at `tap`: `[c]` after pooling, else `[c, h, w]`.
-pub fn tap_shape(backbone: &Backbone, tap: &str) -> Result<Vec<usize>> {
-    let info = backbone.tap(tap)?;
-    let u = &backbone.units()[backbone.tap_index(tap)?];
-    Ok(if matches!(u.unit, crate::backbone::Unit::GlobalAvgPool | crate::backbone::Unit::Linear { .. }) {
-        vec![info.channels]
-    } else {
-        vec![info.channels, info.hw.0, info.hw.1]
-    })
-}
-
-fn tap_elems(backbone: &Backbone, tap: &str) -> Result<usize> {
-    Ok(tap_shape(backbone, tap)?.iter().product())
 }
