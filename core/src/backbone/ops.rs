@@ -59,14 +59,26 @@ pub fn batch_norm(x: &Tensor, mean: &Tensor, var: &Tensor, weight: &Tensor, bias
 /// BatchNorm with the given (running) statistics followed by `act`; differentiable in `x`,
 /// `weight` and `bias` (and the statistics). One fused pass on the CPU.
 pub fn batch_norm_act(x: &Tensor, mean: &Tensor, var: &Tensor, weight: &Tensor, bias: &Tensor, act: Act) -> Result<Tensor> {
-    let inv_std = (var + BN_EPS)?.sqrt()?.recip()?;
-    let scale = (weight * &inv_std)?;
-    let shift = (bias - (mean * &scale)?)?;
-    if fast(&[x, &scale, &shift]) {
-        return Ok(kernels::scale_shift_act(x, &scale, &shift, act)?);
+    let (scale, shift) = bn_scale_shift(weight, bias, mean, var)?;
+    channel_affine_act(x, &scale, &shift, act)
+}
+
+/// BatchNorm with fixed statistics as a per-channel affine map: `scale = γ/√(var+ε)`,
+/// `shift = β − mean·scale` (candle ops on `(c,)` vectors, so gradients reach all four).
+fn bn_scale_shift(gamma: &Tensor, beta: &Tensor, mean: &Tensor, var: &Tensor) -> Result<(Tensor, Tensor)> {
+    let scale = (gamma * (var + BN_EPS)?.sqrt()?.recip()?)?;
+    let shift = (beta - (mean * &scale)?)?;
+    Ok((scale, shift))
+}
+
+/// `act(x·scale[c] + shift[c])` over channel dim 1 of `x` (any rank ≥ 2): one fused pass on the
+/// CPU, candle's broadcasting ops elsewhere.
+fn channel_affine_act(x: &Tensor, scale: &Tensor, shift: &Tensor, act: Act) -> Result<Tensor> {
+    if fast(&[x, scale, shift]) {
+        return Ok(kernels::scale_shift_act(x, scale, shift, act)?);
     }
-    let c = x.dim(1)?;
-    let shape: Vec<usize> = std::iter::once(1).chain(std::iter::once(c)).chain(std::iter::repeat_n(1, x.rank() - 2)).collect();
+    let mut shape = vec![1usize; x.rank()];
+    shape[1] = x.dim(1)?;
     apply_act(x.broadcast_mul(&scale.reshape(shape.as_slice())?)?.broadcast_add(&shift.reshape(shape.as_slice())?)?, act)
 }
 
@@ -84,8 +96,7 @@ pub fn conv_bn_act_eval(
     act: Act,
 ) -> Result<Tensor> {
     let [gamma, beta, mean, var] = bn;
-    let scale = (gamma * (var + BN_EPS)?.sqrt()?.recip()?)?;
-    let mut shift = (beta - (mean * &scale)?)?;
+    let (scale, mut shift) = bn_scale_shift(gamma, beta, mean, var)?;
     if let Some(b) = conv_bias {
         shift = (shift + (b * &scale)?)?;
     }
@@ -93,9 +104,7 @@ pub fn conv_bn_act_eval(
         let folded = weight.broadcast_mul(&scale.reshape((def.out_channels, 1, 1, 1))?)?;
         return Ok(kernels::conv2d_bias_act(x, &folded, &shift, def.stride, def.padding, def.groups, act)?);
     }
-    let y = conv2d(x, weight, None, def)?;
-    let c = def.out_channels;
-    apply_act(y.broadcast_mul(&scale.reshape((1, c, 1, 1))?)?.broadcast_add(&shift.reshape((1, c, 1, 1))?)?, act)
+    channel_affine_act(&conv2d(x, weight, None, def)?, &scale, &shift, act)
 }
 
 /// Training-mode BatchNorm (batch statistics) followed by `act`. Returns the output and the

@@ -67,6 +67,10 @@ impl Geom {
         Ok(Self { n, cin, h, w, cout, kh, kw, stride, pad, groups, hout, wout })
     }
 
+    /// The same geometry for the direct kernel (stride 1, one group).
+    fn direct(&self) -> direct::DirectGeom {
+        direct::DirectGeom { cin: self.cin, h: self.h, w: self.w, cout: self.cout, kh: self.kh, kw: self.kw, pad: self.pad }
+    }
     fn cin_g(&self) -> usize {
         self.cin / self.groups
     }
@@ -305,7 +309,7 @@ fn prefer_direct(g: &Geom, weight_grad: bool) -> bool {
 
 /// Forward through the direct kernel, one image per task.
 fn forward_direct(x: &[f32], wt: &[f32], g: &Geom, epilogue: Option<Epilogue>) -> Vec<f32> {
-    let dg = direct::DirectGeom { cin: g.cin, h: g.h, w: g.w, cout: g.cout, kh: g.kh, kw: g.kw, pad: g.pad };
+    let dg = g.direct();
     debug_assert_eq!(dg.out_hw(), (g.hout, g.wout));
     let per_out = g.cout * g.hw_out();
     let mut y = output_vec(g.n * per_out);
@@ -411,7 +415,7 @@ fn ordered_sum<S: Default>(items: usize, len: usize, f: impl Fn(&mut [f32], &mut
 
 /// Weight gradient through the direct kernel: per-thread sums over images, then reduced.
 fn weight_grad_direct(x: &[f32], dy: &[f32], g: &Geom) -> Vec<f32> {
-    let dg = direct::DirectGeom { cin: g.cin, h: g.h, w: g.w, cout: g.cout, kh: g.kh, kw: g.kw, pad: g.pad };
+    let dg = g.direct();
     let wlen = g.cout * g.k();
     let (per_x, per_y) = (g.cin * g.hw_in(), g.cout * g.hw_out());
     ordered_sum(g.n, wlen, |acc, scratch: &mut direct::Scratch, img| {

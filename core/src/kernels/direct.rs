@@ -63,6 +63,11 @@ impl DirectGeom {
     pub fn out_hw(&self) -> (usize, usize) {
         (self.hp() + 1 - self.kh, self.wp() + 1 - self.kw)
     }
+    /// Offset of each kernel tap `(ki, kj)` in the padded input, in tap order.
+    fn tap_offsets(&self) -> Vec<usize> {
+        let wp = self.wp();
+        (0..self.kh).flat_map(|ki| (0..self.kw).map(move |kj| ki * wp + kj)).collect()
+    }
     /// Positions computed per channel (rounded up to whole blocks).
     fn positions(&self) -> usize {
         (self.out_hw().0 * self.wp()).div_ceil(BLOCK) * BLOCK
@@ -107,7 +112,7 @@ pub unsafe fn conv_image(x: &[f32], wt: &[f32], y: &mut [f32], g: &DirectGeom, e
     s.pad_input(x, g);
     let positions = g.positions();
     s.out.resize(g.cout * positions, 0.0);
-    let offsets: Vec<usize> = (0..g.kh).flat_map(|ki| (0..g.kw).map(move |kj| ki * wp + kj)).collect();
+    let offsets = g.tap_offsets();
     let mut co = 0;
     while co < g.cout {
         let rows = (g.cout - co).min(6);
@@ -203,7 +208,7 @@ pub unsafe fn weight_grad_image(x: &[f32], dy: &[f32], dw: &mut [f32], g: &Direc
             s.out[c * positions + r * wp..][..wout].copy_from_slice(&dy[(c * hout + r) * wout..][..wout]);
         }
     }
-    let offsets: Vec<usize> = (0..g.kh).flat_map(|ki| (0..g.kw).map(move |kj| ki * wp + kj)).collect();
+    let offsets = g.tap_offsets();
     let plane = hp * wp;
     let taps = offsets.len();
     // Position chunks keep 4 rows of dy and one input channel in L1 across the taps.

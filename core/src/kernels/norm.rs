@@ -77,6 +77,21 @@ fn check_channel_vec(dims: &[usize], c: usize, what: &str, name: &str) -> Result
     Ok(())
 }
 
+/// The arguments of a per-channel op: an NCHW (or `(n, c)`) input and two `(c,)` vectors, as
+/// `((n, c, plane), x, a, b)`. `names` are the op and the two vectors, for errors.
+#[allow(clippy::type_complexity)]
+fn channel_args<'a>(
+    args: [(&'a CpuStorage, &Layout); 3],
+    names: [&str; 3],
+) -> Result<((usize, usize, usize), &'a [f32], &'a [f32], &'a [f32])> {
+    let [(s1, l1), (s2, l2), (s3, l3)] = args;
+    let [op, an, bn] = names;
+    let (n, c, plane) = ncp(l1.dims(), op)?;
+    check_channel_vec(l2.dims(), c, op, an)?;
+    check_channel_vec(l3.dims(), c, op, bn)?;
+    Ok(((n, c, plane), f32_slice(s1, l1, op, "input")?, f32_slice(s2, l2, op, an)?, f32_slice(s3, l3, op, bn)?))
+}
+
 /// Applies `out = act(x·scale[c] + shift[c])` plane by plane.
 fn affine_act(x: &[f32], scale: &[f32], shift: &[f32], c: usize, plane: usize, act: Act) -> Vec<f32> {
     let mut out = output_vec(x.len());
@@ -126,6 +141,23 @@ fn moments(x: &[f32], n: usize, c: usize, plane: usize) -> (Vec<f32>, Vec<f32>) 
     (mean, var)
 }
 
+/// Per channel, `[Σg, Σg·(x − center[c])]` where `g = grad · act'(out)` is the gradient before
+/// the activation: what both normalisations' backward passes reduce. `dims` is `(n, c, plane)`.
+fn gradient_sums(x: &[f32], out: &[f32], grad: &[f32], dims: (usize, usize, usize), act: Act, center: &[f32]) -> Vec<[f64; 2]> {
+    let (n, c, plane) = dims;
+    per_channel::<2>(n, c, plane, |off| {
+        let k = center[(off / plane) % c];
+        let (xp, rp, gp) = (&x[off..off + plane], &out[off..off + plane], &grad[off..off + plane]);
+        let mut lanes = [[0f32; 16]; 2];
+        for (j, ((&xv, &rv), &gv)) in xp.iter().zip(rp).zip(gp).enumerate() {
+            let g = gv * act.pass(rv);
+            lanes[0][j % 16] += g;
+            lanes[1][j % 16] += g * (xv - k);
+        }
+        lanes.map(|l| l.iter().map(|&v| v as f64).sum())
+    })
+}
+
 /// Batch statistics a training-mode op computed, shared with its backward and the caller.
 #[derive(Clone, Debug, Default)]
 struct BatchStats {
@@ -153,12 +185,7 @@ impl CustomOp3 for BatchNormTrainOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let what = "batch norm";
-        let (n, c, plane) = ncp(l1.dims(), what)?;
-        check_channel_vec(l2.dims(), c, what, "gamma")?;
-        check_channel_vec(l3.dims(), c, what, "beta")?;
-        let x = f32_slice(s1, l1, what, "input")?;
-        let (gamma, beta) = (f32_slice(s2, l2, what, "gamma")?, f32_slice(s3, l3, what, "beta")?);
+        let ((n, c, plane), x, gamma, beta) = channel_args([(s1, l1), (s2, l2), (s3, l3)], ["batch norm", "gamma", "beta"])?;
         let (mean, var) = moments(x, n, c, plane);
         let scale: Vec<f32> = (0..c).map(|i| gamma[i] / (var[i] + EPS).sqrt()).collect();
         let shift: Vec<f32> = (0..c).map(|i| beta[i] - mean[i] * scale[i]).collect();
@@ -184,21 +211,7 @@ impl CustomOp3 for BatchNormTrainOp {
             let inv_std: Vec<f32> = stats.var.iter().map(|v| 1.0 / (v + EPS).sqrt()).collect();
             let act = self.act;
             // Σg and Σg·(x − mean) per channel, g being the gradient after the activation.
-            let sums = per_channel::<2>(n, c, plane, |off| {
-                let mean = stats.mean[(off / plane) % c];
-                let (xp, rp, gp) = (&xs[off..off + plane], &rs[off..off + plane], &gs[off..off + plane]);
-                let mut s = [0f64; 2];
-                let mut lanes = [[0f32; 16]; 2];
-                for (j, ((&xv, &rv), &gv)) in xp.iter().zip(rp).zip(gp).enumerate() {
-                    let g = gv * act.pass(rv);
-                    lanes[0][j % 16] += g;
-                    lanes[1][j % 16] += g * (xv - mean);
-                }
-                for (k, l) in lanes.iter().enumerate() {
-                    s[k] = l.iter().map(|&v| v as f64).sum();
-                }
-                s
-            });
+            let sums = gradient_sums(xs, rs, gs, (n, c, plane), act, &stats.mean);
             let m = (n * plane) as f32;
             let dbeta: Vec<f32> = sums.iter().map(|s| s[0] as f32).collect();
             let dgamma: Vec<f32> = sums.iter().zip(&inv_std).map(|(s, is)| s[1] as f32 * is).collect();
@@ -249,12 +262,7 @@ impl CustomOp3 for ScaleShiftOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let what = "scale-shift";
-        let (_, c, plane) = ncp(l1.dims(), what)?;
-        check_channel_vec(l2.dims(), c, what, "scale")?;
-        check_channel_vec(l3.dims(), c, what, "shift")?;
-        let x = f32_slice(s1, l1, what, "input")?;
-        let (scale, shift) = (f32_slice(s2, l2, what, "scale")?, f32_slice(s3, l3, what, "shift")?);
+        let ((_, c, plane), x, scale, shift) = channel_args([(s1, l1), (s2, l2), (s3, l3)], ["scale-shift", "scale", "shift"])?;
         Ok((CpuStorage::F32(affine_act(x, scale, shift, c, plane, self.act)), l1.shape().clone()))
     }
 
@@ -287,17 +295,8 @@ impl CustomOp3 for ScaleShiftOp {
                 None
             };
             let (dscale, dshift) = if need_params {
-                let sums = per_channel::<2>(n, c, plane, |off| {
-                    let (xp, rp, gp) = (&xs[off..off + plane], &rs[off..off + plane], &gs[off..off + plane]);
-                    let mut lanes = [[0f32; 16]; 2];
-                    for (j, ((&xv, &rv), &gv)) in xp.iter().zip(rp).zip(gp).enumerate() {
-                        let g = gv * act.pass(rv);
-                        lanes[0][j % 16] += g * xv;
-                        lanes[1][j % 16] += g;
-                    }
-                    [lanes[0].iter().map(|&v| v as f64).sum(), lanes[1].iter().map(|&v| v as f64).sum()]
-                });
-                (sums.iter().map(|s| s[0] as f32).collect(), sums.iter().map(|s| s[1] as f32).collect())
+                let sums = gradient_sums(xs, rs, gs, (n, c, plane), act, &vec![0.0; c]);
+                (sums.iter().map(|s| s[1] as f32).collect(), sums.iter().map(|s| s[0] as f32).collect())
             } else {
                 (Vec::new(), Vec::new())
             };
