@@ -3,7 +3,7 @@
 
 use crate::cli::BenchArgs;
 use anyhow::{bail, Result};
-use graft_core::backbone::{Arch, InputSpec};
+use graft_core::backbone::Arch;
 use graft_core::bench::{self, BenchConfig};
 use graft_core::features::FeatureCache;
 use graft_core::{registry, Backbone, FitContext, Provenance, Source};
@@ -23,7 +23,6 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         for c in channels {
             let mut cfg = BenchConfig::bench_net(c);
             cfg.spec.arch = Arch::ResnetCifar { depth: args.depth, width: args.width };
-            cfg.spec.input = InputSpec::new(c, 32, 32);
             cfg.batch = args.batch;
             cfg.min_seconds = args.seconds;
             let net = format!("resnet-cifar-{} w{} {c}x32x32", args.depth, args.width);

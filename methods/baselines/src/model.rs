@@ -81,22 +81,16 @@ impl TaskModel for BaselineModel {
     }
 }
 
-/// The trainable net's inputs for a split: the frozen source's features at the plan's tap from
-/// the feature cache, or the images (with `recompute` set) when caching is off or over budget.
-fn split_input(source: &Source, plan: &Plan, images: &ImageSet, ctx: &FitContext, recompute: &mut bool) -> Result<Tensor> {
-    let x = || images.images_tensor(&ctx.device);
-    let Some(tap) = &plan.frozen_until else { return x() };
-    if *recompute || images.is_empty() {
-        return if images.is_empty() { source.backbone.features(&x()?, tap, 1) } else { x() };
-    }
-    match ctx.features.taps(&source.backbone, &source.hash, images, &[tap.as_str()])? {
-        CacheOutcome::Ready(f) => Ok(f.get(tap)?.clone()),
+/// The frozen source's output at `tap` for every image of a split, from the feature cache;
+/// `None` (after saying why, unless caching is off) when the features do not fit its budget.
+fn cached_features(source: &Source, tap: &str, images: &ImageSet, ctx: &FitContext, method: &str) -> Result<Option<Tensor>> {
+    match ctx.features.taps(&source.backbone, &source.hash, images, &[tap])? {
+        CacheOutcome::Ready(f) => Ok(Some(f.get(tap)?.clone())),
         CacheOutcome::OverBudget(msg) => {
             if ctx.features.enabled {
-                eprintln!("{}: {msg}", plan.method);
+                eprintln!("{method}: {msg}");
             }
-            *recompute = true;
-            x()
+            Ok(None)
         }
     }
 }
@@ -115,14 +109,21 @@ pub fn fit_plan(
     let device = ctx.device.clone();
     let features = source.backbone.tap(feature_tap)?.channels;
     let mut net = Net::new(body, features, task.num_classes, ctx.seed, &device)?;
-    let mut recompute = false;
-    let x = split_input(source, &plan, &task.train, ctx, &mut recompute)?;
-    let mut vx = split_input(source, &plan, &task.val, ctx, &mut recompute)?;
-    if recompute {
-        // Both splits go through the same path: images, run through the frozen source each step.
-        vx = task.val.images_tensor(&device)?;
-        net.prefix = plan.frozen_until.clone().map(|tap| FrozenPrefix { backbone: source.backbone.clone(), tap });
-    }
+    let cached = match &plan.frozen_until {
+        Some(tap) => match cached_features(source, tap, &task.train, ctx, plan.method)? {
+            Some(x) => cached_features(source, tap, &task.val, ctx, plan.method)?.map(|vx| (x, vx)),
+            None => None,
+        },
+        None => None,
+    };
+    let (x, vx) = match cached {
+        Some(splits) => splits,
+        None => {
+            // Images, run through the frozen part (if any) on every batch.
+            net.prefix = plan.frozen_until.clone().map(|tap| FrozenPrefix { backbone: source.backbone.clone(), tap });
+            (task.train.images_tensor(&device)?, task.val.images_tensor(&device)?)
+        }
+    };
     let groups = vec![ParamGroup { vars: net.all_vars(), settings: train_cfg.optim() }];
     let label = format!("{} {}", plan.method, task.name);
     train(
