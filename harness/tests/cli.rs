@@ -379,3 +379,17 @@ fn backbones_lists_every_family_and_pretrain_takes_each_of_them() {
     let (_, stderr) = text(&out);
     assert!(!out.status.success() && stderr.contains("18, 34, 50"), "{stderr}");
 }
+
+#[test]
+fn bench_rejects_a_zero_batch_and_times_a_tiny_net() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = graft(dir.path(), &["bench", "--batch", "0"]);
+    let (_, err) = text(&out);
+    assert!(!out.status.success() && err.contains("--batch must be at least 1"), "{err}");
+    let out = graft(dir.path(), &["bench", "--batch", "4", "--depth", "8", "--width", "4", "--channels", "1", "--seconds", "0.05"]);
+    let (stdout, err) = text(&out);
+    assert!(out.status.success(), "{err}");
+    for line in ["train     resnet-cifar-8 w4 1x32x32:", "inference resnet-cifar-8 w4 1x32x32:", "peak RSS"] {
+        assert!(stdout.contains(line), "missing '{line}' in:\n{stdout}");
+    }
+}
