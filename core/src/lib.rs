@@ -18,6 +18,7 @@ pub mod optim;
 pub mod params;
 pub mod pretrain;
 pub mod registry;
+pub mod serve;
 pub mod torch_io;
 pub mod train;
 

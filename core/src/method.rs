@@ -71,6 +71,20 @@ pub trait TaskModel: Send {
     /// Logits `(n, num_classes)` for `[0, 1]` images `(n, c, h, w)`, in evaluation mode, no graph.
     fn forward(&self, images: &Tensor) -> Result<Tensor>;
 
+    /// The source taps this model reads when it shares the source with other task models
+    /// (empty: it runs its own source pass inside [`TaskModel::forward`]).
+    fn shared_taps(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Logits for `images` given the frozen source's outputs at (at least) the
+    /// [`TaskModel::shared_taps`], computed once per batch for many task models. Models that do
+    /// not share the source ignore `taps` and run [`TaskModel::forward`].
+    fn forward_from_taps(&self, images: &Tensor, taps: &BTreeMap<String, Tensor>) -> Result<Tensor> {
+        let _ = taps;
+        self.forward(images)
+    }
+
     /// Cost figures of this model.
     fn footprint(&self) -> Footprint;
 

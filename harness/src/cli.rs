@@ -39,6 +39,8 @@ pub enum Command {
     Report(ReportArgs),
     /// Measures training and inference images/s of the bench net (see docs/performance.md).
     Bench(BenchArgs),
+    /// Serving images/s of N task models sharing one source pass vs N separate models.
+    ServeBench(ServeBenchArgs),
 }
 
 /// How `graft list` prints default configs.
@@ -223,6 +225,39 @@ pub struct BenchArgs {
     /// Only the linear-probe comparison (implies --probe).
     #[arg(long)]
     pub probe_only: bool,
+}
+
+/// `graft serve-bench`.
+#[derive(Args, Debug)]
+pub struct ServeBenchArgs {
+    /// The source-sharing method whose task models are served together.
+    #[arg(long, default_value = "snow")]
+    pub method: String,
+    /// The method of the separate models it is compared with.
+    #[arg(long, default_value = "fine-tune")]
+    pub baseline: String,
+    /// Numbers of tasks to serve (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
+    pub tasks: Vec<usize>,
+    /// A source checkpoint to serve from (default: the randomly initialised bench net; speed
+    /// does not depend on the weights' values).
+    #[arg(long, value_name = "FILE")]
+    pub source: Option<PathBuf>,
+    /// Input channels of the default bench-net source.
+    #[arg(long, default_value_t = 1)]
+    pub channels: usize,
+    /// Depth of the default resnet-cifar source.
+    #[arg(long, default_value_t = 20)]
+    pub depth: usize,
+    /// Width of the default resnet-cifar source.
+    #[arg(long, default_value_t = 16)]
+    pub width: usize,
+    /// Images per batch.
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    /// Least seconds timed per figure (after one warm-up batch).
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
 }
 
 /// Resolves a `--progress` / `--no-progress` pair: explicit flags win, else whether stderr is a

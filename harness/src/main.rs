@@ -11,10 +11,12 @@ mod pretrain_cmd;
 mod report;
 mod results;
 mod runner;
+mod serve_bench_cmd;
 mod suite;
 
 // Method crates register themselves when linked; name each one here.
 use graft_baselines as _;
+use graft_snow as _;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -69,6 +71,7 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Run(args)) => run_cmd(&args, &data_dir()?),
         Some(Command::Report(args)) => report_cmd(&args),
         Some(Command::Bench(args)) => bench_cmd::run(&args),
+        Some(Command::ServeBench(args)) => serve_bench_cmd::run(&args),
     }
 }
 

@@ -49,8 +49,19 @@ struct Row {
     params: f64,
     bytes: f64,
     flops: f64,
+    links: f64,
     secs: f64,
+    epoch_secs: f64,
     reload_ok: bool,
+}
+
+/// Seconds per training epoch of a run (the trainer's clock, so feature-cache filling before
+/// the first epoch is not included); NaN when the run recorded no epochs.
+fn seconds_per_epoch(r: &RunRecord) -> f64 {
+    match r.epochs.last() {
+        Some(last) => last.elapsed_sec as f64 / r.epochs.len() as f64,
+        None => f64::NAN,
+    }
 }
 
 /// Renders `records` as markdown. Duplicate keys keep the last record. `method_order` is the
@@ -152,7 +163,9 @@ pub fn render(records: &[RunRecord], method_order: &[&str]) -> String {
                     params: avg(&|r| r.footprint.trainable_params as f64),
                     bytes: avg(&|r| r.footprint.stored_bytes as f64),
                     flops: avg(&|r| r.footprint.flops_per_image as f64),
+                    links: avg(&|r| r.footprint.interconnections as f64),
                     secs: avg(&|r| r.train_seconds as f64),
+                    epoch_secs: avg(&seconds_per_epoch),
                     reload_ok: rs.iter().all(|r| r.reload_identical),
                 }
             })
@@ -163,8 +176,11 @@ pub fn render(records: &[RunRecord], method_order: &[&str]) -> String {
             .filter(|a| a.is_finite())
             .fold(f64::NEG_INFINITY, f64::max);
 
-        let _ = writeln!(out, "| method | test acc % (n) | trainable params | stored bytes | FLOPs/img | train s/run |");
-        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|");
+        let _ = writeln!(
+            out,
+            "| method | test acc % (n) | trainable params | stored bytes | FLOPs/img | interconnections | train s/epoch | train s/run |"
+        );
+        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|");
         for r in &rows {
             let acc = format!("{:.2} ± {:.2}", r.acc.0, r.acc.1);
             let acc = if r.acc.0 == best {
@@ -174,13 +190,15 @@ pub fn render(records: &[RunRecord], method_order: &[&str]) -> String {
             };
             let _ = writeln!(
                 out,
-                "| {}{} | {acc} ({}) | {} | {} | {} | {:.1} |",
+                "| {}{} | {acc} ({}) | {} | {} | {} | {} | {} | {:.1} |",
                 r.label,
                 if r.reload_ok { "" } else { " ⚠" },
                 r.n,
                 human_count(r.params),
                 human_bytes(r.bytes),
                 human_count(r.flops),
+                human_count(r.links),
+                if r.epoch_secs.is_finite() { format!("{:.2}", r.epoch_secs) } else { "–".into() },
                 r.secs
             );
         }
@@ -225,7 +243,17 @@ mod tests {
                 flops_per_image: 2_000_000,
             },
             train_seconds: 2.0,
-            epochs: vec![],
+            epochs: (0..4)
+                .map(|epoch| graft_core::train::EpochMetrics {
+                    epoch,
+                    train_loss: 1.0,
+                    train_acc: 0.5,
+                    val_acc: None,
+                    lr_factor: 1.0,
+                    images_per_sec: 100.0,
+                    elapsed_sec: 0.25 * (epoch + 1) as f32,
+                })
+                .collect(),
             reload_identical: true,
             reload_max_abs_diff: Some(0.0),
             reload_error: None,
@@ -252,6 +280,8 @@ mod tests {
         assert!(md.contains("**95.00 ± 0.00** (1)"), "{md}");
         assert!(md.contains("85.00 ± 7.07 (2)"), "{md}");
         assert!(md.contains("## s → t"), "{md}");
+        // 4 epochs in 1.0 s: 0.25 s per epoch; 2.0 s per run; one interconnection.
+        assert!(md.contains("| 2.00M | 1 | 0.25 | 2.0 |"), "{md}");
     }
 
     #[test]

@@ -21,22 +21,31 @@ pub struct TunedBackbone {
     pending: Vec<BnBatchStats>,
 }
 
+/// The tuned values first, then the caller's `outer` hooks for everything else.
 struct TuneHooks<'a> {
     tuned: &'a TunedBackbone,
     train: bool,
+    outer: &'a dyn Hooks,
 }
 
 impl Hooks for TuneHooks<'_> {
-    fn param(&self, name: &str, _frozen: &Tensor) -> Result<Option<Tensor>> {
+    fn param(&self, name: &str, frozen: &Tensor) -> Result<Option<Tensor>> {
         let key = format!("{}{name}", self.tuned.prefix);
         if let Some(t) = self.tuned.vars.tensor(&key) {
             return Ok(Some(t));
         }
-        Ok(self.tuned.buffers.get(&key).cloned())
+        match self.tuned.buffers.get(&key) {
+            Some(t) => Ok(Some(t.clone())),
+            None => self.outer.param(name, frozen),
+        }
     }
 
     fn bn_uses_batch_stats(&self, bn: &str) -> bool {
-        self.train && self.tuned.tuned_bns.contains(bn)
+        (self.train && self.tuned.tuned_bns.contains(bn)) || self.outer.bn_uses_batch_stats(bn)
+    }
+
+    fn tap_output(&self, tap: &str, x: Tensor) -> Result<Tensor> {
+        self.outer.tap_output(tap, x)
     }
 }
 
@@ -119,17 +128,28 @@ impl TunedBackbone {
     /// Runs from tap `from` (or the images) to tap `to`. In training mode tuned BNs use batch
     /// statistics, which are kept until [`TunedBackbone::apply_bn_stats`].
     pub fn forward(&mut self, x: &Tensor, from: Option<&str>, to: &str, train: bool) -> Result<Tensor> {
-        let out = self.base.run(x, from, to, &[], &TuneHooks { tuned: self, train })?;
+        self.forward_with(x, from, to, train, &super::NoHooks)
+    }
+
+    /// [`TunedBackbone::forward`] with further hooks: parameters that are not tuned come from
+    /// `outer` (or stay frozen), and `outer` may replace tap outputs (a side network fusing
+    /// features into this backbone, as SNOW does).
+    pub fn forward_with(&mut self, x: &Tensor, from: Option<&str>, to: &str, train: bool, outer: &dyn Hooks) -> Result<Tensor> {
+        let out = self.base.run(x, from, to, &[], &TuneHooks { tuned: self, train, outer })?;
         if train {
             self.pending = out.bn_stats;
         }
         Ok(out.output)
     }
 
-    /// Evaluation-mode forward (running statistics everywhere), no graph is kept beyond what the
-    /// variables imply; call `.detach()` on the result when no gradient is wanted.
+    /// Evaluation-mode forward (running statistics everywhere), detached from any graph.
     pub fn eval(&self, x: &Tensor, from: Option<&str>, to: &str) -> Result<Tensor> {
-        Ok(self.base.run(x, from, to, &[], &TuneHooks { tuned: self, train: false })?.output.detach())
+        self.eval_with(x, from, to, &super::NoHooks)
+    }
+
+    /// [`TunedBackbone::eval`] with further hooks, as in [`TunedBackbone::forward_with`].
+    pub fn eval_with(&self, x: &Tensor, from: Option<&str>, to: &str, outer: &dyn Hooks) -> Result<Tensor> {
+        Ok(self.base.run(x, from, to, &[], &TuneHooks { tuned: self, train: false, outer })?.output.detach())
     }
 
     /// Folds the batch statistics of the last training forward into the running statistics.

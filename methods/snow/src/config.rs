@@ -1,0 +1,79 @@
+//! SNOW's configuration. Defaults are the paper-reproduction settings of a public
+//! re-implementation (not confirmed from the paper itself); see `docs/methods/snow.md`.
+
+use graft_core::optim::{OptimizerKind, OptimizerSettings};
+use graft_core::registry::MethodConfig;
+use graft_core::train::TrainConfig;
+use serde::{Deserialize, Serialize};
+
+/// Configuration of SNOW.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnowConfig {
+    /// Width of the delta model as a fraction of the source's channels (paper: 1/8, §3).
+    /// Rounded per family and never below one channel (or widen factor 1).
+    pub width_fraction: f64,
+    /// Source taps the delta subscribes to; empty = the output of every stage (the last block
+    /// of `stage1`, `stage2`, ...), the paper's choice for ResNet-50.
+    pub taps: Vec<String>,
+    /// Source channels selected per tap, K (re-implementation: 8, "M = 8").
+    pub k: usize,
+    /// Variance σ² of the Gaussian noise added to the channel weights before top-K selection
+    /// during training (re-implementation: 1e-3). 0 disables the noise.
+    pub noise_var: f64,
+    /// Initial value of every channel-pooling weight w (graft's choice: 1.0, so that the
+    /// first selections are drawn by the noise alone and pooled maps start at source scale).
+    pub pool_init: f64,
+    /// Optimiser of the channel-pooling weights (re-implementation: SGD lr 1.0, momentum 0.9,
+    /// weight decay 1e-4); the schedule of `train` scales it too.
+    pub pool_optim: OptimizerSettings,
+    /// Training of the delta model, the fusion convs and the head (graft's choice: SGD lr 0.1,
+    /// momentum 0.9, weight decay 5e-4, cosine, 15 epochs); the source taps are cached.
+    pub train: TrainConfig,
+}
+
+impl Default for SnowConfig {
+    fn default() -> Self {
+        let pool_optim = OptimizerSettings {
+            optimizer: OptimizerKind::Sgd,
+            lr: 1.0,
+            momentum: 0.9,
+            weight_decay: 1e-4,
+            ..OptimizerSettings::default()
+        };
+        Self {
+            width_fraction: 0.125,
+            taps: Vec::new(),
+            k: 8,
+            noise_var: 1e-3,
+            pool_init: 1.0,
+            pool_optim,
+            train: TrainConfig::default().with(15, OptimizerKind::Sgd, 0.1),
+        }
+    }
+}
+
+impl MethodConfig for SnowConfig {
+    fn validate(&self) -> std::result::Result<(), String> {
+        if !(self.width_fraction > 0.0 && self.width_fraction <= 1.0) {
+            return Err(format!("width_fraction must be in (0, 1], got {}", self.width_fraction));
+        }
+        if self.k == 0 {
+            return Err("k must be at least 1".into());
+        }
+        if !(self.noise_var >= 0.0 && self.noise_var.is_finite()) {
+            return Err(format!("noise_var must be a finite number >= 0, got {}", self.noise_var));
+        }
+        if !self.pool_init.is_finite() {
+            return Err(format!("pool_init must be finite, got {}", self.pool_init));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for t in &self.taps {
+            if !seen.insert(t) {
+                return Err(format!("taps lists '{t}' twice"));
+            }
+        }
+        self.pool_optim.validate().map_err(|m| format!("pool_optim.{m}"))?;
+        self.train.validate()
+    }
+}

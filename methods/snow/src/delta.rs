@@ -1,0 +1,122 @@
+//! The delta model's architecture (the source's topology at a width fraction), the taps it
+//! subscribes to, and the fusion of pooled source maps into it.
+
+use crate::pooling::Selection;
+use candle_core::Tensor;
+use graft_core::backbone::{conv2d, Arch, ConvDef, Hooks};
+use graft_core::{Backbone, BackboneSpec, GraftError, Result, Trainables};
+use std::collections::BTreeMap;
+
+/// The spec of a delta model for `source`: same family and depth, channels scaled by `fraction`
+/// (at least one channel, widen factor or width multiplier step), same input, `classes` outputs.
+pub fn delta_spec(source: &BackboneSpec, fraction: f64, classes: usize) -> Result<BackboneSpec> {
+    let scale = |n: usize| ((n as f64 * fraction).round() as usize).max(1);
+    let arch = match &source.arch {
+        Arch::ResnetCifar { depth, width } => Arch::ResnetCifar { depth: *depth, width: scale(*width) },
+        Arch::Wrn { depth, widen } => Arch::Wrn { depth: *depth, widen: scale(*widen) },
+        Arch::Resnet { depth, width } => Arch::Resnet { depth: *depth, width: scale(*width) },
+        Arch::Mobilenetv2 { width_mult } => Arch::Mobilenetv2 { width_mult: width_mult * fraction },
+        Arch::Vgg { config, width_div, pool } => {
+            // The largest power of two not above width_div / fraction, capped at VGG's 64.
+            let want = (*width_div as f64 / fraction).max(1.0);
+            let div = (1usize << (want.log2().floor() as u32)).min(64);
+            Arch::Vgg { config: *config, width_div: div, pool: *pool }
+        }
+    };
+    let spec = BackboneSpec { arch, input: source.input.clone(), num_classes: classes };
+    spec.validate()?;
+    Ok(spec)
+}
+
+/// The default taps: the last tap of every stage (`stage1.…`, `stage2.…`, …), in forward order.
+pub fn stage_output_taps(backbone: &Backbone) -> Vec<String> {
+    let stage_of = |tap: &str| tap.strip_prefix("stage").and_then(|s| s.split('.').next()).map(str::to_string);
+    let taps = backbone.taps();
+    taps.iter()
+        .enumerate()
+        .filter(|(i, t)| {
+            let s = stage_of(&t.name);
+            s.is_some() && taps.get(i + 1).map(|n| stage_of(&n.name)) != Some(s)
+        })
+        .map(|(_, t)| t.name.clone())
+        .collect()
+}
+
+/// The name of the fusion conv's weight at `tap`.
+pub fn merge_weight_name(tap: &str) -> String {
+    format!("snow.merge.{tap}.weight")
+}
+
+/// The 1x1 conv that maps `[delta maps, K pooled maps]` back to the delta's width at one tap.
+pub fn merge_conv(tap: &str, delta_channels: usize, k: usize) -> ConvDef {
+    ConvDef {
+        name: format!("snow.merge.{tap}"),
+        in_channels: delta_channels + k,
+        out_channels: delta_channels,
+        kernel: 1,
+        stride: 1,
+        padding: 0,
+        groups: 1,
+        bias: false,
+    }
+}
+
+/// Checks every subscribed tap exists in both nets with the same spatial size and is a
+/// feature map; returns `(tap, source channels, delta channels, (h, w))` per tap.
+pub fn check_taps(source: &Backbone, delta: &Backbone, taps: &[String]) -> Result<Vec<(String, usize, usize, (usize, usize))>> {
+    let mut out = Vec::new();
+    for t in taps {
+        let s = source.tap(t)?;
+        let d = delta.tap(t)?;
+        if source.tap_shape(t)?.len() != 3 {
+            return Err(GraftError::Config {
+                method: "snow".into(),
+                msg: format!("tap '{t}' is a flat feature vector; SNOW pools channels of feature maps"),
+            });
+        }
+        if s.hw != d.hw {
+            return Err(GraftError::Backbone(format!(
+                "snow: tap '{t}' is {:?} in the source but {:?} in the delta model",
+                s.hw, d.hw
+            )));
+        }
+        out.push((t.clone(), s.channels, d.channels, s.hw));
+    }
+    Ok(out)
+}
+
+/// Hooks on the delta's forward pass: at every subscribed tap, the delta's maps are concatenated
+/// with the pooled source maps and fused back to the delta's width by a 1x1 conv.
+pub struct Fusion<'a> {
+    /// Pooled source maps by tap, `(n, K, h, w)`.
+    pub pooled: &'a BTreeMap<String, Tensor>,
+    /// The fusion convs' weights (`snow.merge.<tap>.weight`).
+    pub merge: &'a Trainables,
+    /// `K`, the pooled channels per tap.
+    pub k: usize,
+}
+
+impl Hooks for Fusion<'_> {
+    fn tap_output(&self, tap: &str, x: Tensor) -> Result<Tensor> {
+        let Some(p) = self.pooled.get(tap) else { return Ok(x) };
+        let w = self.merge.tensor(&merge_weight_name(tap)).ok_or_else(|| {
+            GraftError::Incompatible(format!("snow: no fusion weights for tap '{tap}'"))
+        })?;
+        let joined = Tensor::cat(&[&x, p], 1)?;
+        conv2d(&joined, &w, None, &merge_conv(tap, x.dim(1)?, self.k))
+    }
+}
+
+/// The pooled maps of every selection from the source features `taps`.
+pub fn pooled_maps(selections: &BTreeMap<String, Selection>, taps: &BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Tensor>> {
+    selections
+        .iter()
+        .map(|(tap, sel)| {
+            let x = taps.get(tap).ok_or_else(|| GraftError::UnknownTap {
+                tap: tap.clone(),
+                available: taps.keys().cloned().collect(),
+            })?;
+            Ok((tap.clone(), sel.pool(x)?))
+        })
+        .collect()
+}

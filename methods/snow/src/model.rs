@@ -1,0 +1,118 @@
+//! The fitted SNOW task model: the delta, its fusion convs and a fixed channel selection per
+//! tap, served from one source pass that many task models can share.
+
+use crate::config::SnowConfig;
+use crate::delta::{merge_conv, pooled_maps, Fusion};
+use crate::net::{pool_index_name, pool_weight_name};
+use crate::pooling::Selection;
+use candle_core::Tensor;
+use graft_core::backbone::TunedBackbone;
+use graft_core::{Footprint, NoHooks, ParamMap, Result, Source, TaskModel, Trainables};
+use std::collections::BTreeMap;
+
+/// A subscribed tap: its name, the source's and the delta's channels there, and its size.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TapPlan {
+    /// Tap name.
+    pub tap: String,
+    /// Source channels at the tap (the length of its pooling weight vector).
+    pub source_channels: usize,
+    /// Delta channels at the tap.
+    pub delta_channels: usize,
+    /// Spatial size of the tap's maps.
+    pub hw: (usize, usize),
+}
+
+/// A SNOW task model.
+pub struct SnowModel {
+    /// The config it was fitted with.
+    pub config: SnowConfig,
+    /// The frozen source it reads.
+    pub source: Source,
+    /// The trained delta model.
+    pub delta: TunedBackbone,
+    /// The fusion convs.
+    pub merge: Trainables,
+    /// The evaluation selection of every subscribed tap.
+    pub selections: BTreeMap<String, Selection>,
+    /// The subscribed taps, in forward order.
+    pub taps: Vec<TapPlan>,
+    /// Task classes.
+    pub num_classes: usize,
+}
+
+impl SnowModel {
+    /// The deepest subscribed tap: the source runs up to here.
+    fn deepest(&self) -> &str {
+        self.taps.last().map(|t| t.tap.as_str()).unwrap_or("stem")
+    }
+}
+
+impl TaskModel for SnowModel {
+    fn method(&self) -> &str {
+        crate::NAME
+    }
+
+    fn num_classes(&self) -> usize {
+        self.num_classes
+    }
+
+    fn forward(&self, images: &Tensor) -> Result<Tensor> {
+        let wanted: Vec<&str> = self.taps.iter().map(|t| t.tap.as_str()).collect();
+        let taps = self.source.backbone.run(images, None, self.deepest(), &wanted, &NoHooks)?.taps;
+        self.forward_from_taps(images, &taps)
+    }
+
+    fn shared_taps(&self) -> Vec<String> {
+        self.taps.iter().map(|t| t.tap.clone()).collect()
+    }
+
+    fn forward_from_taps(&self, images: &Tensor, taps: &BTreeMap<String, Tensor>) -> Result<Tensor> {
+        let pooled = pooled_maps(&self.selections, taps)?;
+        let fusion = Fusion { pooled: &pooled, merge: &self.merge, k: self.config.k };
+        self.delta.eval_with(images, None, "logits", &fusion)
+    }
+
+    fn footprint(&self) -> Footprint {
+        let k = self.config.k;
+        let pools: usize = self.taps.iter().map(|t| t.source_channels).sum();
+        let merge_flops: u64 = self
+            .taps
+            .iter()
+            .map(|t| {
+                let c = merge_conv(&t.tap, t.delta_channels, k);
+                2 * (c.in_channels * c.out_channels * t.hw.0 * t.hw.1) as u64
+            })
+            .sum();
+        let stored_bytes = self
+            .delta_tensors()
+            .map(|s| s.values().map(|t| t.elem_count() * t.dtype().size_in_bytes()).sum())
+            .unwrap_or(0);
+        Footprint {
+            trainable_params: self.delta.vars().num_params() + self.merge.num_params() + pools,
+            stored_bytes,
+            interconnections: self.taps.len(),
+            flops_per_image: self.source.backbone.flops_between(None, self.deepest()).unwrap_or(0)
+                + self.delta.base().flops_per_image()
+                + merge_flops,
+        }
+    }
+
+    fn delta_tensors(&self) -> Result<ParamMap> {
+        let mut s = self.delta.tensors()?;
+        s.extend(self.merge.snapshot()?);
+        for (tap, sel) in &self.selections {
+            s.insert(pool_index_name(tap), sel.index.copy()?);
+            s.insert(pool_weight_name(tap), sel.weight.copy()?);
+        }
+        Ok(s)
+    }
+
+    fn config_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.config).expect("config serialises")
+    }
+
+    fn source_hash(&self) -> &str {
+        &self.source.hash
+    }
+}

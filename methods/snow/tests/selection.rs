@@ -1,0 +1,83 @@
+//! Channel pooling: evaluation selects exactly top-K(w), noise only in training, and gradients
+//! reach only the selected weights (checked against the analytic gradient).
+
+use candle_core::{Device, Tensor};
+use graft_core::init::SeededRng;
+use graft_snow::pooling::{top_k, ChannelPool};
+
+fn pool_with(weights: &[f32], k: usize) -> ChannelPool {
+    let p = ChannelPool::new("stage1.block0", weights.len(), k, 0.0, &Device::Cpu).unwrap();
+    p.weight.set(&Tensor::new(weights, &Device::Cpu).unwrap()).unwrap();
+    p
+}
+
+#[test]
+fn eval_selection_is_deterministic_and_equals_top_k_of_w() {
+    let w = SeededRng::new(5).normal_vec(32, 1.0);
+    let p = pool_with(&w, 8);
+    let a = p.eval_selection().unwrap();
+    let b = p.eval_selection().unwrap();
+    let idx = a.index.to_vec1::<u32>().unwrap();
+    assert_eq!(idx, b.index.to_vec1::<u32>().unwrap());
+    assert_eq!(idx, top_k(&w, 8));
+    // The eight selected weights are the eight largest, and the stored scales are w[idx].
+    let mut sorted = w.clone();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    let picked: Vec<f32> = idx.iter().map(|&i| w[i as usize]).collect();
+    let mut picked_sorted = picked.clone();
+    picked_sorted.sort_by(|a, b| b.total_cmp(a));
+    assert_eq!(picked_sorted, sorted[..8].to_vec());
+    assert_eq!(a.weight.to_vec1::<f32>().unwrap(), picked);
+}
+
+#[test]
+fn noise_changes_the_training_selection_only() {
+    // Near-tied weights: noise of σ² = 1e-3 reorders them, the evaluation selection never moves.
+    let w: Vec<f32> = (0..16).map(|i| 1.0 + 1e-4 * i as f32).collect();
+    let p = pool_with(&w, 4);
+    let eval = p.eval_selection().unwrap().index.to_vec1::<u32>().unwrap();
+    assert_eq!(eval, vec![12, 13, 14, 15]);
+    let mut rng = SeededRng::new(0);
+    let draws: Vec<Vec<u32>> =
+        (0..20).map(|_| p.train_selection(1e-3f64.sqrt(), &mut rng).unwrap().index.to_vec1::<u32>().unwrap()).collect();
+    assert!(draws.iter().any(|d| *d != eval), "noise never changed the training selection");
+    for _ in 0..5 {
+        assert_eq!(p.eval_selection().unwrap().index.to_vec1::<u32>().unwrap(), eval);
+    }
+    // Without noise, training selects exactly what evaluation selects.
+    assert_eq!(p.train_selection(0.0, &mut rng).unwrap().index.to_vec1::<u32>().unwrap(), eval);
+}
+
+#[test]
+fn only_selected_weights_get_gradient_and_it_is_the_analytic_one() {
+    let dev = Device::Cpu;
+    let w = [0.5f32, 2.0, -1.0, 1.5, 0.1, 3.0];
+    let p = pool_with(&w, 3);
+    let sel = p.train_selection(0.0, &mut SeededRng::new(1)).unwrap();
+    let idx = sel.index.to_vec1::<u32>().unwrap();
+    assert_eq!(idx, vec![1, 3, 5]);
+    let mut rng = SeededRng::new(2);
+    let x = rng.normal((2, 6, 3, 3), 1.0, &dev).unwrap();
+    let r = rng.normal((2, 3, 3, 3), 1.0, &dev).unwrap();
+    // loss = Σ r ⊙ pooled, so ∂loss/∂w_c = Σ r[:, j] ⊙ x[:, c] for the j-th selected channel c.
+    let loss = (sel.pool(&x).unwrap() * &r).unwrap().sum_all().unwrap();
+    let grads = loss.backward().unwrap();
+    let g = grads.get(p.weight.as_tensor()).expect("w has a gradient").to_vec1::<f32>().unwrap();
+    for c in 0..6 {
+        match idx.iter().position(|&i| i as usize == c) {
+            None => assert_eq!(g[c], 0.0, "unselected channel {c} got gradient {}", g[c]),
+            Some(j) => {
+                let xc = x.narrow(1, c, 1).unwrap();
+                let rj = r.narrow(1, j, 1).unwrap();
+                let want = (xc * rj).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+                assert!((g[c] - want).abs() <= 1e-5 * want.abs().max(1.0), "channel {c}: {} vs {want}", g[c]);
+            }
+        }
+    }
+}
+
+#[test]
+fn k_larger_than_the_tap_is_an_error_naming_the_tap() {
+    let err = ChannelPool::new("stage1.block0", 4, 8, 1.0, &Device::Cpu).err().unwrap();
+    assert!(err.to_string().contains("stage1.block0") && err.to_string().contains("k = 8"), "{err}");
+}
