@@ -3,7 +3,7 @@
 
 use crate::pooling::Selection;
 use candle_core::Tensor;
-use graft_core::backbone::{conv2d, Arch, ConvDef, Hooks};
+use graft_core::backbone::{add, conv2d, Arch, ConvDef, Hooks};
 use graft_core::{Backbone, BackboneSpec, GraftError, Result, Trainables};
 use std::collections::BTreeMap;
 
@@ -47,18 +47,14 @@ pub fn merge_weight_name(tap: &str) -> String {
     format!("snow.merge.{tap}.weight")
 }
 
+/// A 1x1 conv without bias from `cin` to `cout` channels.
+fn pointwise(name: String, cin: usize, cout: usize) -> ConvDef {
+    ConvDef { name, in_channels: cin, out_channels: cout, kernel: 1, stride: 1, padding: 0, groups: 1, bias: false }
+}
+
 /// The 1x1 conv that maps `[delta maps, K pooled maps]` back to the delta's width at one tap.
 pub fn merge_conv(tap: &str, delta_channels: usize, k: usize) -> ConvDef {
-    ConvDef {
-        name: format!("snow.merge.{tap}"),
-        in_channels: delta_channels + k,
-        out_channels: delta_channels,
-        kernel: 1,
-        stride: 1,
-        padding: 0,
-        groups: 1,
-        bias: false,
-    }
+    pointwise(format!("snow.merge.{tap}"), delta_channels + k, delta_channels)
 }
 
 /// Checks every subscribed tap exists in both nets with the same spatial size and is a
@@ -105,6 +101,72 @@ impl Hooks for Fusion<'_> {
         let joined = Tensor::cat(&[&x, p], 1)?;
         conv2d(&joined, &w, None, &merge_conv(tap, x.dim(1)?, self.k))
     }
+}
+
+/// The evaluation form of the fusion at one tap, with the selection folded into the weights:
+/// `h ← W_h · h + (W_p · diag(w[idx])) · X[:, idx]`, which equals the training form
+/// `W_merge · [h ; w[idx] ⊙ X[:, idx]]` without materialising the scaled maps or the
+/// concatenation.
+#[derive(Clone, Debug)]
+pub struct EvalFusion {
+    /// `W_h`, the fusion weights of the delta's own channels, `(c_d, c_d, 1, 1)`.
+    pub own: Tensor,
+    /// `W_p · diag(w[idx])`, `(c_d, K, 1, 1)`.
+    pub pooled: Tensor,
+    /// The selected source channels, `(K,)` u32.
+    pub index: Tensor,
+}
+
+impl EvalFusion {
+    /// Folds `selection` into the fusion conv weight `merge` `(c_d, c_d + K, 1, 1)`.
+    pub fn new(merge: &Tensor, selection: &Selection) -> Result<Self> {
+        let (c, k) = (merge.dim(0)?, selection.index.dim(0)?);
+        let own = merge.narrow(1, 0, c)?.contiguous()?.detach();
+        let scale = selection.weight.detach().reshape((1, k, 1, 1))?;
+        let pooled = merge.narrow(1, c, k)?.broadcast_mul(&scale)?.contiguous()?.detach();
+        Ok(Self { own, pooled, index: selection.index.clone() })
+    }
+
+    /// The fused map at this tap from the delta's maps `h` and the source's maps `x`.
+    fn apply(&self, tap: &str, h: &Tensor, x: &Tensor) -> Result<Tensor> {
+        let (c, k) = (self.own.dim(0)?, self.index.dim(0)?);
+        let picked = x.to_dtype(candle_core::DType::F32)?.index_select(&self.index, 1)?;
+        let own = conv2d(h, &self.own, None, &pointwise(format!("snow.merge.{tap}.own"), c, c))?;
+        let pooled = conv2d(&picked, &self.pooled, None, &pointwise(format!("snow.merge.{tap}.pooled"), k, c))?;
+        add(&own, &pooled)
+    }
+}
+
+/// Evaluation hooks on the delta: [`EvalFusion`] at every subscribed tap.
+pub struct EvalFusionHooks<'a> {
+    /// The folded fusion of every subscribed tap.
+    pub fusions: &'a BTreeMap<String, EvalFusion>,
+    /// The source's maps at (at least) those taps.
+    pub taps: &'a BTreeMap<String, Tensor>,
+}
+
+impl Hooks for EvalFusionHooks<'_> {
+    fn tap_output(&self, tap: &str, h: Tensor) -> Result<Tensor> {
+        let Some(f) = self.fusions.get(tap) else { return Ok(h) };
+        let x = self.taps.get(tap).ok_or_else(|| GraftError::UnknownTap {
+            tap: tap.to_string(),
+            available: self.taps.keys().cloned().collect(),
+        })?;
+        f.apply(tap, &h, x)
+    }
+}
+
+/// The folded evaluation fusions of every selection with the fusion weights in `merge`.
+pub fn eval_fusions(merge: &Trainables, selections: &BTreeMap<String, Selection>) -> Result<BTreeMap<String, EvalFusion>> {
+    selections
+        .iter()
+        .map(|(tap, sel)| {
+            let w = merge.tensor(&merge_weight_name(tap)).ok_or_else(|| {
+                GraftError::Incompatible(format!("snow: no fusion weights for tap '{tap}'"))
+            })?;
+            Ok((tap.clone(), EvalFusion::new(&w, sel)?))
+        })
+        .collect()
 }
 
 /// The pooled maps of every selection from the source features `taps`.

@@ -153,15 +153,15 @@ impl TransferMethod for Snow {
             &format!("{} {}", crate::NAME, task.name),
         )?;
         let selections = net.eval_selections()?;
-        Ok(Box::new(SnowModel {
-            config: self.config.clone(),
-            source: source.clone(),
-            delta: net.delta,
-            merge: net.merge,
+        Ok(Box::new(SnowModel::new(
+            self.config.clone(),
+            source.clone(),
+            net.delta,
+            net.merge,
             selections,
-            taps: plans,
-            num_classes: task.num_classes,
-        }))
+            plans,
+            task.num_classes,
+        )?))
     }
 
     fn load(&self, source: &Source, delta: &Delta) -> Result<Box<dyn TaskModel>> {
@@ -220,14 +220,6 @@ impl TransferMethod for Snow {
                 plans.iter().map(|p| &p.tap).collect::<Vec<_>>()
             )));
         }
-        Ok(Box::new(SnowModel {
-            config: self.config.clone(),
-            source: source.clone(),
-            delta: tuned,
-            merge,
-            selections,
-            taps: plans,
-            num_classes: delta.num_classes,
-        }))
+        Ok(Box::new(SnowModel::new(self.config.clone(), source.clone(), tuned, merge, selections, plans, delta.num_classes)?))
     }
 }

@@ -2,7 +2,7 @@
 //! tap, served from one source pass that many task models can share.
 
 use crate::config::SnowConfig;
-use crate::delta::{merge_conv, pooled_maps, Fusion};
+use crate::delta::{eval_fusions, merge_conv, EvalFusion, EvalFusionHooks};
 use crate::net::{pool_index_name, pool_weight_name};
 use crate::pooling::Selection;
 use candle_core::Tensor;
@@ -26,22 +26,48 @@ pub struct TapPlan {
 /// A SNOW task model.
 pub struct SnowModel {
     /// The config it was fitted with.
-    pub config: SnowConfig,
+    config: SnowConfig,
     /// The frozen source it reads.
-    pub source: Source,
+    source: Source,
     /// The trained delta model.
-    pub delta: TunedBackbone,
+    delta: TunedBackbone,
     /// The fusion convs.
-    pub merge: Trainables,
+    merge: Trainables,
     /// The evaluation selection of every subscribed tap.
-    pub selections: BTreeMap<String, Selection>,
+    selections: BTreeMap<String, Selection>,
     /// The subscribed taps, in forward order.
-    pub taps: Vec<TapPlan>,
+    taps: Vec<TapPlan>,
     /// Task classes.
-    pub num_classes: usize,
+    num_classes: usize,
+    /// The selections folded into the fusion weights (what `forward` runs).
+    fusions: BTreeMap<String, EvalFusion>,
 }
 
 impl SnowModel {
+    /// The model from its parts; folds the selections into the fusion weights for serving.
+    pub fn new(
+        config: SnowConfig,
+        source: Source,
+        delta: TunedBackbone,
+        merge: Trainables,
+        selections: BTreeMap<String, Selection>,
+        taps: Vec<TapPlan>,
+        num_classes: usize,
+    ) -> Result<Self> {
+        let fusions = eval_fusions(&merge, &selections)?;
+        Ok(Self { config, source, delta, merge, selections, taps, num_classes, fusions })
+    }
+
+    /// The selected source channels and their weights, by tap.
+    pub fn selections(&self) -> &BTreeMap<String, Selection> {
+        &self.selections
+    }
+
+    /// The subscribed taps, in forward order.
+    pub fn taps(&self) -> &[TapPlan] {
+        &self.taps
+    }
+
     /// The deepest subscribed tap: the source runs up to here.
     fn deepest(&self) -> &str {
         self.taps.last().map(|t| t.tap.as_str()).unwrap_or("stem")
@@ -68,9 +94,7 @@ impl TaskModel for SnowModel {
     }
 
     fn forward_from_taps(&self, images: &Tensor, taps: &BTreeMap<String, Tensor>) -> Result<Tensor> {
-        let pooled = pooled_maps(&self.selections, taps)?;
-        let fusion = Fusion { pooled: &pooled, merge: &self.merge, k: self.config.k };
-        self.delta.eval_with(images, None, "logits", &fusion)
+        self.delta.eval_with(images, None, "logits", &EvalFusionHooks { fusions: &self.fusions, taps })
     }
 
     fn footprint(&self) -> Footprint {

@@ -1,7 +1,7 @@
 //! The network SNOW trains: the delta model, the fusion convs and the channel-pooling weights,
 //! fed by the frozen source's taps (cached per split, or recomputed per batch).
 
-use crate::delta::{pooled_maps, Fusion};
+use crate::delta::{eval_fusions, pooled_maps, EvalFusionHooks, Fusion};
 use crate::pooling::{ChannelPool, Selection};
 use candle_core::{Tensor, Var};
 use graft_core::backbone::TunedBackbone;
@@ -123,9 +123,8 @@ impl Trainable for SnowNet {
 
     fn eval_logits(&self, x: &Tensor) -> Result<Tensor> {
         let (images, taps) = self.data()?.batch(x)?;
-        let pooled = pooled_maps(&self.eval_selections()?, &taps)?;
-        let k = self.pools.first().map_or(0, |p| p.k);
-        self.delta.eval_with(&images, None, "logits", &Fusion { pooled: &pooled, merge: &self.merge, k })
+        let fusions = eval_fusions(&self.merge, &self.eval_selections()?)?;
+        self.delta.eval_with(&images, None, "logits", &EvalFusionHooks { fusions: &fusions, taps: &taps })
     }
 
     fn after_step(&mut self) -> Result<()> {

@@ -81,3 +81,33 @@ fn k_larger_than_the_tap_is_an_error_naming_the_tap() {
     let err = ChannelPool::new("stage1.block0", 4, 8, 1.0, &Device::Cpu).err().unwrap();
     assert!(err.to_string().contains("stage1.block0") && err.to_string().contains("k = 8"), "{err}");
 }
+
+#[test]
+fn the_folded_evaluation_fusion_equals_concatenate_then_convolve() {
+    use graft_core::Hooks;
+    use graft_snow::delta::{eval_fusions, merge_weight_name, pooled_maps, EvalFusionHooks, Fusion};
+    use std::collections::BTreeMap;
+    let dev = Device::Cpu;
+    let tap = "stage2.block0";
+    let (c, k, src) = (3, 4, 10);
+    let mut rng = SeededRng::new(9);
+    let w: Vec<f32> = rng.normal_vec(src, 1.0);
+    let p = ChannelPool::new(tap, src, k, 0.0, &dev).unwrap();
+    p.weight.set(&Tensor::new(w.as_slice(), &dev).unwrap()).unwrap();
+    let mut merge = graft_core::Trainables::new();
+    merge.insert(merge_weight_name(tap), &rng.normal((c, c + k, 1, 1), 0.5, &dev).unwrap()).unwrap();
+    let h = rng.normal((2, c, 5, 5), 1.0, &dev).unwrap();
+    let x = rng.normal((2, src, 5, 5), 1.0, &dev).unwrap();
+    let selections: BTreeMap<String, _> = [(tap.to_string(), p.eval_selection().unwrap())].into();
+    let taps: BTreeMap<String, Tensor> = [(tap.to_string(), x)].into();
+    let pooled = pooled_maps(&selections, &taps).unwrap();
+    let naive = Fusion { pooled: &pooled, merge: &merge, k }.tap_output(tap, h.clone()).unwrap();
+    let fusions = eval_fusions(&merge, &selections).unwrap();
+    let folded = EvalFusionHooks { fusions: &fusions, taps: &taps }.tap_output(tap, h.clone()).unwrap();
+    let diff = (naive - folded).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(diff < 1e-5, "folded fusion differs by {diff}");
+    // Other taps pass through unchanged.
+    let same = EvalFusionHooks { fusions: &fusions, taps: &taps }.tap_output("stage1.block0", h.clone()).unwrap();
+    let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(flat(&same), flat(&h));
+}
