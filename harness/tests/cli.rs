@@ -393,3 +393,21 @@ fn bench_rejects_a_zero_batch_and_times_a_tiny_net() {
         assert!(stdout.contains(line), "missing '{line}' in:\n{stdout}");
     }
 }
+
+#[test]
+fn serve_bench_compares_shared_and_separate_serving_and_rejects_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = graft(dir.path(), &["serve-bench", "--method", "fine-tune"]);
+    let (_, err) = text(&out);
+    assert!(!out.status.success() && err.contains("does not share its source"), "{err}");
+    let out = graft(dir.path(), &["serve-bench", "--tasks", "0"]);
+    let (_, err) = text(&out);
+    assert!(!out.status.success() && err.contains("--tasks"), "{err}");
+    let args = ["serve-bench", "--tasks", "1,2", "--depth", "8", "--width", "8", "--batch", "8", "--seconds", "0.05"];
+    let out = graft(dir.path(), &args);
+    let (stdout, err) = text(&out);
+    assert!(out.status.success(), "{err}");
+    for line in ["serve-bench: source resnet-cifar-8-w8", "tasks 1: snow", "tasks 2: snow", "fine-tune", "throughput", "peak RSS"] {
+        assert!(stdout.contains(line), "missing '{line}' in:\n{stdout}");
+    }
+}
