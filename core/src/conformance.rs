@@ -145,7 +145,10 @@ pub fn check(case: &Case) {
     let x = task.test.images_tensor(&dev).expect("tensor");
     let first = logits(model.as_ref(), &x);
     assert_eq!(first, logits(model.as_ref(), &x), "{m}: evaluation is not deterministic");
-    let dir = std::env::temp_dir().join(format!("graft-conformance-{m}-{}", std::process::id()));
+    // Unique per call: cases of one method may run in parallel test threads of one process.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("graft-conformance-{m}-{}-{call}", std::process::id()));
     let path = dir.join("task.safetensors");
     model.save(&path).unwrap_or_else(|e| panic!("{m}: save failed: {e}"));
     let loaded = registry::load_task_model(&source, &path, &dev).unwrap_or_else(|e| panic!("{m}: load failed: {e}"));

@@ -11,11 +11,14 @@ mod pretrain_cmd;
 mod report;
 mod results;
 mod runner;
+mod sequence;
 mod serve_bench_cmd;
 mod suite;
 
 // Method crates register themselves when linked; name each one here.
 use graft_baselines as _;
+use graft_ksm as _;
+use graft_piggyback as _;
 use graft_snow as _;
 
 use anyhow::{bail, Context, Result};
@@ -157,17 +160,20 @@ fn report_cmd(args: &ReportArgs) -> Result<()> {
 /// Reads `files`, prints the markdown report and writes it to `out`.
 fn write_report(files: &[PathBuf], out: &Path) -> Result<()> {
     let mut records = Vec::new();
+    let mut sequences = Vec::new();
     for f in files {
         if !f.exists() {
             bail!("results file {} does not exist", f.display());
         }
         records.extend(results::read_reporting(f)?.records);
+        sequences.extend(results::read_lines_reporting::<sequence::SequenceRecord>(&sequence::sequences_path(f))?.0);
     }
     let order: Vec<&str> = graft_core::registry::methods()
         .iter()
         .map(|m| m.name)
         .collect();
-    let md = report::render(&records, &order);
+    let mut md = report::render(&records, &order);
+    md.push_str(&sequence::render(&sequences, &records, &order));
     print!("{md}");
     graft_core::checkpoint::write_atomic(out, md.as_bytes())
         .with_context(|| format!("writing {}", out.display()))?;

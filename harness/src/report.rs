@@ -21,7 +21,8 @@ fn mean_std(xs: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
-fn human_bytes(b: f64) -> String {
+/// Bytes with B, KiB or MiB.
+pub fn human_bytes(b: f64) -> String {
     if b >= 1024.0 * 1024.0 {
         format!("{:.2} MiB", b / (1024.0 * 1024.0))
     } else if b >= 1024.0 {

@@ -7,6 +7,7 @@
 use anyhow::{Context, Result};
 use graft_core::train::EpochMetrics;
 use graft_core::Footprint;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -92,31 +93,47 @@ pub struct ResultsFile {
 /// Reads a results file; a missing file is empty. Blank lines are ignored; unparseable lines are
 /// collected in `bad_lines`.
 pub fn read(path: &Path) -> Result<ResultsFile> {
+    let (records, bad_lines) = read_lines(path)?;
+    Ok(ResultsFile { records, bad_lines })
+}
+
+/// The records of type `T` of a JSON-lines file (a missing file has none) and the lines that
+/// do not parse as one.
+pub fn read_lines<T: DeserializeOwned>(path: &Path) -> Result<(Vec<T>, Vec<BadLine>)> {
     let text = match std::fs::read(path) {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ResultsFile::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
         Err(e) => return Err(e).with_context(|| format!("cannot read results {}", path.display())),
     };
-    let mut out = ResultsFile::default();
+    let (mut records, mut bad) = (Vec::new(), Vec::new());
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str::<RunRecord>(line) {
-            Ok(r) => out.records.push(r),
-            Err(e) => out.bad_lines.push(BadLine {
-                line: i + 1,
-                error: e.to_string(),
-            }),
+        match serde_json::from_str::<T>(line) {
+            Ok(r) => records.push(r),
+            Err(e) => bad.push(BadLine { line: i + 1, error: e.to_string() }),
         }
     }
-    Ok(out)
+    Ok((records, bad))
 }
 
 /// Reads a results file and prints a warning for every skipped line.
 pub fn read_reporting(path: &Path) -> Result<ResultsFile> {
     let file = read(path)?;
-    for bad in &file.bad_lines {
+    warn_bad_lines(path, &file.bad_lines);
+    Ok(file)
+}
+
+/// [`read_lines`], printing a warning for every skipped line.
+pub fn read_lines_reporting<T: DeserializeOwned>(path: &Path) -> Result<(Vec<T>, Vec<BadLine>)> {
+    let (records, bad_lines) = read_lines(path)?;
+    warn_bad_lines(path, &bad_lines);
+    Ok((records, bad_lines))
+}
+
+fn warn_bad_lines(path: &Path, bad_lines: &[BadLine]) {
+    for bad in bad_lines {
         eprintln!(
             "warning: {}:{}: skipping unreadable line ({})",
             path.display(),
@@ -124,7 +141,6 @@ pub fn read_reporting(path: &Path) -> Result<ResultsFile> {
             bad.error
         );
     }
-    Ok(file)
 }
 
 /// Appends records to a results file, one line each, flushed and fsynced.
@@ -170,7 +186,7 @@ impl ResultsWriter {
     }
 
     /// Writes `record` as one line (a single write), then flushes and fsyncs.
-    pub fn append(&mut self, record: &RunRecord) -> Result<()> {
+    pub fn append<T: Serialize>(&mut self, record: &T) -> Result<()> {
         let mut line = serde_json::to_string(record).context("cannot serialise a run record")?;
         line.push('\n');
         self.file

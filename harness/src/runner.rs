@@ -2,6 +2,7 @@
 //! cache, and one fit → evaluate → save → reload-check → record cycle per run.
 
 use crate::results::{self, ResultsWriter, RunRecord};
+use crate::sequence::{sequences_path, step_key, SequenceRecord, TaskAccuracy};
 use crate::suite::{SourceEntry, Suite};
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{Device, Tensor};
@@ -243,6 +244,7 @@ pub fn run_suite(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
     }
 
     let existing = results::read_reporting(&opts.results)?;
+    let mut finished: Vec<RunRecord> = existing.records.clone();
     let done: BTreeSet<&str> = existing.records.iter().map(|r| r.key.as_str()).collect();
     let mut summary = RunSummary::default();
     let mut pending = Vec::new();
@@ -254,7 +256,7 @@ pub fn run_suite(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
             pending.push(e);
         }
     }
-    if pending.is_empty() {
+    if pending.is_empty() && suite.sequences.is_empty() {
         println!(
             "nothing to run: {} runs already recorded in {}",
             summary.skipped,
@@ -293,6 +295,7 @@ pub fn run_suite(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
         match runner.run_entry(entry) {
             Ok(record) => {
                 writer.append(&record)?;
+                finished.push(record.clone());
                 summary.done += 1;
                 println!(
                     "done {}  test acc {:.4}  params {}  {:.1}s{}",
@@ -321,10 +324,128 @@ pub fn run_suite(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
         summary.failed.len(),
         opts.results.display()
     );
+    if !suite.sequences.is_empty() {
+        if opts.shard.is_some() {
+            println!(
+                "sequences: not evaluated in a shard; once every shard has finished, run the suite again without --shard \
+                 (it skips the finished runs and evaluates the sequences)"
+            );
+        } else {
+            runner.run_sequences(&all, &finished, &mut summary)?;
+        }
+    }
     Ok(summary)
 }
 
 impl Runner<'_> {
+    /// Evaluates every step of every sequence not yet recorded: after task `i` of a sequence,
+    /// the reloaded deltas of tasks `0..=i` (from their grid runs) on their test splits.
+    fn run_sequences(&mut self, grid: &[GridEntry], finished: &[RunRecord], summary: &mut RunSummary) -> Result<()> {
+        let path = sequences_path(&self.opts.results);
+        let (existing, _) = results::read_lines_reporting::<SequenceRecord>(&path)?;
+        let done: BTreeSet<String> = existing.into_iter().map(|r| r.key).collect();
+        let run_by_key: HashMap<&str, &RunRecord> = finished.iter().map(|r| (r.key.as_str(), r)).collect();
+        let mut writer = ResultsWriter::open(&path)?;
+        let suite = self.suite;
+        for q in &suite.sequences {
+            let order: Vec<usize> = q
+                .tasks
+                .iter()
+                .map(|n| suite.tasks.iter().position(|t| &t.spec.name == n).expect("validated"))
+                .collect();
+            for (si, source_entry) in suite.sources.iter().enumerate() {
+                if !order.iter().all(|&ti| suite.tasks[ti].uses_source(&source_entry.name)) {
+                    continue;
+                }
+                for method in &suite.methods {
+                    for &seed in &suite.seeds {
+                        let entries: Vec<&GridEntry> = order
+                            .iter()
+                            .map(|&ti| {
+                                grid.iter()
+                                    .find(|e| e.source == si && e.task == ti && &e.method == method && e.seed == seed)
+                                    .expect("every task of a sequence is in the grid")
+                            })
+                            .collect();
+                        for step in 0..order.len() {
+                            let key = step_key(&source_entry.name, &q.name, step, method, seed, &entries[0].config_hash);
+                            if done.contains(&key) {
+                                summary.skipped += 1;
+                                continue;
+                            }
+                            match self.sequence_step(&key, &q.name, step, &entries[..=step], &run_by_key) {
+                                Ok(record) => {
+                                    writer.append(&record)?;
+                                    summary.done += 1;
+                                    let accs: Vec<String> =
+                                        record.accuracies.iter().map(|a| format!("{} {:.4}", a.task, a.test_accuracy)).collect();
+                                    println!("done {key}  {}", accs.join(", "));
+                                }
+                                Err(e) => {
+                                    let msg = format!("{e:#}");
+                                    eprintln!("FAILED {key}: {msg}");
+                                    summary.failed.push((key, msg));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        println!("sequences in {}", path.display());
+        Ok(())
+    }
+
+    /// One sequence step: every task learned so far, its recorded delta reloaded and evaluated.
+    fn sequence_step(
+        &mut self,
+        key: &str,
+        sequence: &str,
+        step: usize,
+        entries: &[&GridEntry],
+        runs: &HashMap<&str, &RunRecord>,
+    ) -> Result<SequenceRecord> {
+        let last = entries[entries.len() - 1];
+        let input = self.suite.sources[last.source].input_shape();
+        self.source(last.source).map_err(|e| anyhow!(e))?;
+        let mut accuracies = Vec::new();
+        for e in entries {
+            let run = runs.get(e.key.as_str()).ok_or_else(|| {
+                anyhow!("task '{}' has no finished run '{}' (it failed or has not run yet)", self.suite.tasks[e.task].spec.name, e.key)
+            })?;
+            self.task(e.task, input).map_err(|m| anyhow!(m))?;
+            let source = self.sources[&e.source].as_ref().map_err(|m| anyhow!(m.clone()))?;
+            let (task, test_x) = self.tasks[&(e.task, input)].as_ref().map_err(|m| anyhow!(m.clone()))?;
+            let model = graft_core::registry::load_task_model(source, &run.delta_path, &self.device)
+                .with_context(|| format!("reloading the delta of '{}'", run.key))?;
+            let logits = logits_of(model.as_ref(), test_x)?;
+            let preds = graft_core::backbone::argmax(&logits)?;
+            let correct = preds.iter().zip(&task.test.labels).filter(|(p, y)| p == y).count();
+            let bytes: Vec<u8> = logits.flatten_all()?.to_vec1::<f32>()?.iter().flat_map(|v| v.to_le_bytes()).collect();
+            accuracies.push(TaskAccuracy {
+                task: task.name.clone(),
+                test_accuracy: correct as f32 / task.test.len().max(1) as f32,
+                logits_sha256: sha256_hex(&bytes),
+            });
+        }
+        let source = self.sources[&last.source].as_ref().map_err(|m| anyhow!(m.clone()))?;
+        Ok(SequenceRecord {
+            key: key.to_string(),
+            suite: self.suite.name.clone(),
+            sequence: sequence.to_string(),
+            source: self.suite.sources[last.source].name.clone(),
+            source_hash: source.hash.clone(),
+            method: last.method.clone(),
+            seed: last.seed,
+            config_hash: last.config_hash.clone(),
+            step,
+            task: self.suite.tasks[last.task].spec.name.clone(),
+            accuracies,
+            git_commit: self.git_commit.clone(),
+            timestamp: now_secs(),
+        })
+    }
+
     fn source_paths(&self, entry: &SourceEntry) -> (PathBuf, PathBuf) {
         let dir = self.results_dir.join("sources");
         (

@@ -18,6 +18,9 @@
 //! classes = [5, 6, 7, 8, 9]
 //! [method_configs.fine-tune]        # passed to graft_core::registry::build
 //! train = { epochs = 15 }
+//! [[sequences]]                     # optional continual sequences over the tasks
+//! name = "two"
+//! tasks = ["digits-5to9", "digits-rot90"]
 //! ```
 //!
 //! Every table rejects unknown keys; errors name the file, the table and the key.
@@ -47,6 +50,8 @@ pub struct Suite {
     pub sources: Vec<SourceEntry>,
     /// Target tasks.
     pub tasks: Vec<TaskEntry>,
+    /// Continual sequences over the tasks (evaluated after the grid).
+    pub sequences: Vec<SequenceEntry>,
     /// Per-method config (JSON object) passed to the registry; absent = the method's defaults.
     pub method_configs: BTreeMap<String, serde_json::Value>,
     /// Where the suite was read from (for messages).
@@ -108,6 +113,17 @@ impl TaskEntry {
     }
 }
 
+/// A continual sequence: tasks learned one after another on the same frozen source; after each
+/// new task every earlier task is evaluated again (its reloaded delta on its test split).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SequenceEntry {
+    /// Unique name.
+    pub name: String,
+    /// Names of `[[tasks]]`, in learning order (at least two, each once).
+    pub tasks: Vec<String>,
+}
+
 fn default_seeds() -> Vec<u64> {
     vec![0]
 }
@@ -127,6 +143,8 @@ struct RawSuite {
     sources: Vec<SourceEntry>,
     #[serde(default)]
     tasks: Vec<toml::Table>,
+    #[serde(default)]
+    sequences: Vec<SequenceEntry>,
     #[serde(default)]
     method_configs: BTreeMap<String, toml::Value>,
 }
@@ -212,6 +230,7 @@ impl Suite {
             methods: raw.methods,
             sources: raw.sources,
             tasks,
+            sequences: raw.sequences,
             method_configs,
             origin: origin.to_string(),
         };
@@ -284,6 +303,29 @@ impl Suite {
                             names.iter().copied().collect::<Vec<_>>().join(", ")
                         ));
                     }
+                }
+            }
+        }
+        let mut sequence_names = BTreeSet::new();
+        for (i, q) in self.sequences.iter().enumerate() {
+            check_name("sequence", &q.name).map_err(|m| format!("sequences[{i}]: {m}"))?;
+            if !sequence_names.insert(q.name.as_str()) {
+                return Err(format!("sequences[{i}]: sequence name '{}' is used twice", q.name));
+            }
+            if q.tasks.len() < 2 {
+                return Err(format!("sequences[{i}] ('{}'): `tasks` needs at least two tasks", q.name));
+            }
+            let mut in_sequence = BTreeSet::new();
+            for t in &q.tasks {
+                if !task_names.contains(t.as_str()) {
+                    return Err(format!(
+                        "sequences[{i}] ('{}'): `tasks` names unknown task '{t}'; tasks: {}",
+                        q.name,
+                        task_names.iter().copied().collect::<Vec<_>>().join(", ")
+                    ));
+                }
+                if !in_sequence.insert(t.as_str()) {
+                    return Err(format!("sequences[{i}] ('{}'): task '{t}' is listed twice", q.name));
                 }
             }
         }
@@ -376,6 +418,25 @@ sources = ["s"]
     }
 
     #[test]
+    fn sequences_must_name_known_tasks_once() {
+        let base = format!(
+            "{}\n[[tasks]]\nname = \"a\"\ndataset = \"digits\"\n[[tasks]]\nname = \"b\"\ndataset = \"digits\"\n",
+            BASE.replace("methods = []", "methods = [\"linear-probe\"]")
+        );
+        let ok = format!("{base}[[sequences]]\nname = \"ab\"\ntasks = [\"a\", \"b\"]\n");
+        assert_eq!(Suite::parse(&ok, "x.toml").unwrap().sequences[0].tasks, ["a", "b"]);
+        for (body, needle) in [
+            ("name = \"q\"\ntasks = [\"a\", \"c\"]", "unknown task 'c'; tasks: a, b, d59"),
+            ("name = \"q\"\ntasks = [\"a\", \"a\"]", "task 'a' is listed twice"),
+            ("name = \"q\"\ntasks = [\"a\"]", "at least two tasks"),
+            ("name = \"q\"\ntasks = [\"a\", \"b\"]\norder = 1", "unknown field `order`"),
+        ] {
+            let err = Suite::parse(&format!("{base}[[sequences]]\n{body}\n"), "x.toml").unwrap_err().to_string();
+            assert!(err.contains(needle), "{body}: {err}");
+        }
+    }
+
+    #[test]
     fn results_path_precedence() {
         let mut s = Suite {
             name: "q".into(),
@@ -385,6 +446,7 @@ sources = ["s"]
             methods: vec![],
             sources: vec![],
             tasks: vec![],
+            sequences: vec![],
             method_configs: BTreeMap::new(),
             origin: String::new(),
         };

@@ -411,3 +411,48 @@ fn serve_bench_compares_shared_and_separate_serving_and_rejects_bad_input() {
         assert!(stdout.contains(line), "missing '{line}' in:\n{stdout}");
     }
 }
+
+#[test]
+fn a_continual_sequence_reevaluates_earlier_tasks_without_forgetting_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let tasks = format!(
+        "{DIGITS_5TO9}{DIGITS_ROT}\n[[tasks]]\nname = \"digits-inv\"\ndataset = \"digits\"\ndomain = \"invert\"\n\
+         \n[[sequences]]\nname = \"three\"\ntasks = [\"digits-5to9\", \"digits-rot90\", \"digits-inv\"]\n"
+    );
+    let body = tiny_suite("[0]", &tasks).replace(
+        r#"methods = ["linear-probe"]"#,
+        r#"methods = ["linear-probe", "fine-tune"]"#,
+    ) + "\n[method_configs.fine-tune]\ntrain = { epochs = 1 }\n";
+    let suite = write_suite(dir.path(), &body);
+    let args = ["run", suite.to_str().unwrap(), "--results", "out/r.jsonl", "--no-progress"];
+    let out = graft(dir.path(), &args);
+    let (stdout, err) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{err}");
+    let (runs, _) = read_lines(&dir.path().join("out/r.jsonl"));
+    let (steps, bad) = read_lines(&dir.path().join("out/r.sequences.jsonl"));
+    assert_eq!((runs.len(), steps.len(), bad), (6, 6, 0), "{stdout}");
+    for method in ["linear-probe", "fine-tune"] {
+        let mine: Vec<&serde_json::Value> = steps.iter().filter(|s| s["method"] == method).collect();
+        let last = mine.iter().find(|s| s["step"] == 2).expect("last step");
+        let accs = last["accuracies"].as_array().unwrap();
+        assert_eq!(accs.len(), 3);
+        for (j, a) in accs.iter().enumerate() {
+            // Exactly what the task's own run measured, and the same logits as when it was learned.
+            let run = runs.iter().find(|r| r["method"] == method && r["task"] == a["task"]).unwrap();
+            assert_eq!(a["test_accuracy"], run["test_accuracy"], "{method} {a}");
+            let at_j = mine.iter().find(|s| s["step"] == j).unwrap()["accuracies"][j].clone();
+            assert_eq!(at_j["logits_sha256"], a["logits_sha256"], "{method}: task {j} forgot");
+        }
+    }
+    let out = graft(dir.path(), &args);
+    let (stdout, err) = text(&out);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(read_lines(&dir.path().join("out/r.sequences.jsonl")).0.len(), 6, "{stdout}");
+    let out = graft(dir.path(), &["report", "out/r.jsonl"]);
+    let (stdout, err) = text(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(stdout.contains("## Continual sequence `three` on `d04`"), "{stdout}");
+    assert!(stdout.contains("digits-5to9 → digits-rot90 → digits-inv"), "{stdout}");
+    let row = stdout.lines().find(|l| l.starts_with("| linear-probe |") && l.contains("yes")).expect("linear-probe row");
+    assert!(row.contains("| 0.00 | yes |"), "{row}");
+}

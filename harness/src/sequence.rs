@@ -1,0 +1,196 @@
+//! Continual sequences: tasks learned one after another on one frozen source, every earlier task
+//! evaluated again after each new one. The records go to `<results>.sequences.jsonl`; the
+//! report shows final accuracy per task, forgetting, bytes per task and training time.
+
+use crate::results::RunRecord;
+use crate::report::human_bytes;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+/// Accuracy of one task's model on its test split, measured at one step of a sequence.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct TaskAccuracy {
+    /// Task name.
+    pub task: String,
+    /// Test accuracy in [0, 1].
+    pub test_accuracy: f32,
+    /// SHA-256 of the test logits' bytes: equal across steps when nothing was forgotten.
+    pub logits_sha256: String,
+}
+
+/// One step of a continual sequence for one (source, method, seed).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct SequenceRecord {
+    /// `<source>/seq-<sequence>/<step>/<method>/s<seed>/<config hash>`.
+    pub key: String,
+    /// Suite name.
+    pub suite: String,
+    /// Sequence name.
+    pub sequence: String,
+    /// Source name.
+    pub source: String,
+    /// SHA-256 of the source checkpoint.
+    pub source_hash: String,
+    /// Method name.
+    pub method: String,
+    /// Seed.
+    pub seed: u64,
+    /// Config hash (as in the grid's run keys).
+    pub config_hash: String,
+    /// Position of the task learned at this step (from 0).
+    pub step: usize,
+    /// The task learned at this step.
+    pub task: String,
+    /// Every task learned so far, in order, evaluated after this step.
+    pub accuracies: Vec<TaskAccuracy>,
+    /// `git rev-parse HEAD` of the sources, when available.
+    pub git_commit: Option<String>,
+    /// Seconds since the Unix epoch.
+    pub timestamp: u64,
+}
+
+/// The sequences file next to a results file: `results/x.jsonl` → `results/x.sequences.jsonl`.
+pub fn sequences_path(results: &Path) -> PathBuf {
+    results.with_extension("sequences.jsonl")
+}
+
+/// The key of step `step` of `sequence` for a (source, method, seed, config hash).
+pub fn step_key(source: &str, sequence: &str, step: usize, method: &str, seed: u64, config_hash: &str) -> String {
+    format!("{source}/seq-{sequence}/{step}/{method}/s{seed}/{config_hash}")
+}
+
+/// Seconds until the validation accuracy first reached its final value (the whole training
+/// time when there is no validation split).
+fn seconds_to_final(r: &RunRecord) -> f64 {
+    let last = r.epochs.last().and_then(|e| e.val_acc);
+    match last {
+        Some(fin) => r
+            .epochs
+            .iter()
+            .find(|e| e.val_acc.is_some_and(|a| a >= fin))
+            .map_or(r.train_seconds as f64, |e| e.elapsed_sec as f64),
+        None => r.train_seconds as f64,
+    }
+}
+
+fn mean(xs: &[f64]) -> f64 {
+    xs.iter().sum::<f64>() / xs.len().max(1) as f64
+}
+
+fn mean_std(xs: &[f64]) -> String {
+    let m = mean(xs);
+    let sd = if xs.len() > 1 { (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (xs.len() - 1) as f64).sqrt() } else { 0.0 };
+    format!("{m:.2} ± {sd:.2}")
+}
+
+/// One (method, config) row of a sequence table, over seeds.
+struct SequenceRow {
+    final_acc: Vec<Vec<f64>>,
+    forgetting: Vec<f64>,
+    identical: bool,
+    bytes: Vec<f64>,
+    train_s: Vec<f64>,
+    to_final_s: Vec<f64>,
+}
+
+/// Markdown for every sequence in `seqs`, with bytes and times from the grid `runs`;
+/// empty when there is none. `method_order` is the registry order.
+pub fn render(seqs: &[SequenceRecord], runs: &[RunRecord], method_order: &[&str]) -> String {
+    let mut latest: BTreeMap<&str, &SequenceRecord> = BTreeMap::new();
+    for s in seqs {
+        latest.insert(&s.key, s);
+    }
+    let run_of: BTreeMap<(&str, &str, &str, u64, &str), &RunRecord> =
+        runs.iter().map(|r| ((r.source.as_str(), r.task.as_str(), r.method.as_str(), r.seed, r.config_hash.as_str()), r)).collect();
+    // (sequence, source) → (method rank, method, config) → seed → steps.
+    type Steps<'a> = BTreeMap<usize, &'a SequenceRecord>;
+    let mut groups: BTreeMap<(&str, &str), BTreeMap<((usize, &str), &str), BTreeMap<u64, Steps>>> = BTreeMap::new();
+    for s in latest.values() {
+        let rank = method_order.iter().position(|m| *m == s.method).unwrap_or(method_order.len());
+        groups
+            .entry((s.sequence.as_str(), s.source.as_str()))
+            .or_default()
+            .entry(((rank, s.method.as_str()), s.config_hash.as_str()))
+            .or_default()
+            .entry(s.seed)
+            .or_default()
+            .insert(s.step, s);
+    }
+    let mut out = String::new();
+    for ((sequence, source), rows) in groups {
+        // The task order: the longest sequence seen.
+        let tasks: Vec<String> = rows
+            .values()
+            .flat_map(|seeds| seeds.values())
+            .filter_map(|steps| steps.values().next_back())
+            .max_by_key(|s| s.accuracies.len())
+            .map(|s| s.accuracies.iter().map(|a| a.task.clone()).collect())
+            .unwrap_or_default();
+        let _ = writeln!(out, "## Continual sequence `{sequence}` on `{source}`\n");
+        let _ = writeln!(
+            out,
+            "Tasks learned in order: {}. Test accuracy % of every task after the last one (mean ± std over seeds); \
+             forgetting = the largest drop of any task from just after it was learned to the end, in points; \
+             bytes stored per task and the ratio to fine-tune's; training seconds summed over the tasks, and until each \
+             task's validation accuracy first reached its final value. Complete (method, seed) sequences only.\n",
+            tasks.join(" → ")
+        );
+        let mut table: Vec<(String, SequenceRow)> = Vec::new();
+        for (((_, method), hash), seeds) in &rows {
+            let mut row = SequenceRow { final_acc: vec![Vec::new(); tasks.len()], forgetting: vec![], identical: true, bytes: vec![], train_s: vec![], to_final_s: vec![] };
+            for (seed, steps) in seeds {
+                let Some(last) = steps.get(&(tasks.len().saturating_sub(1))) else { continue };
+                if steps.len() != tasks.len() || last.accuracies.len() != tasks.len() {
+                    continue;
+                }
+                let mut worst = 0f64;
+                for (j, a) in last.accuracies.iter().enumerate() {
+                    row.final_acc[j].push(a.test_accuracy as f64 * 100.0);
+                    if let Some(at_j) = steps.get(&j).and_then(|s| s.accuracies.get(j)) {
+                        worst = worst.max((at_j.test_accuracy as f64 - a.test_accuracy as f64) * 100.0);
+                        row.identical &= at_j.logits_sha256 == a.logits_sha256;
+                    }
+                    if let Some(r) = run_of.get(&(source, a.task.as_str(), *method, *seed, *hash)) {
+                        row.bytes.push(r.footprint.stored_bytes as f64);
+                        row.train_s.push(r.train_seconds as f64);
+                        row.to_final_s.push(seconds_to_final(r));
+                    }
+                }
+                row.forgetting.push(worst);
+            }
+            if !row.forgetting.is_empty() {
+                let label = if rows.keys().filter(|((_, m), _)| m == method).count() > 1 { format!("{method} (cfg {hash})") } else { method.to_string() };
+                table.push((label, row));
+            }
+        }
+        let ft_bytes = table.iter().find(|(l, _)| l == "fine-tune").map(|(_, r)| mean(&r.bytes));
+        let _ = writeln!(
+            out,
+            "| method | {} | mean | forgetting | identical logits | bytes/task | × fine-tune | train s | s to final acc | seeds |",
+            tasks.join(" | ")
+        );
+        let _ = writeln!(out, "|---|{}---:|---:|---|---:|---:|---:|---:|---:|", "---:|".repeat(tasks.len()));
+        for (label, r) in &table {
+            let per_task: Vec<String> = r.final_acc.iter().map(|a| mean_std(a)).collect();
+            let means: Vec<f64> = (0..r.forgetting.len()).map(|s| mean(&r.final_acc.iter().map(|a| a[s]).collect::<Vec<_>>())).collect();
+            let seeds = r.forgetting.len() as f64;
+            let _ = writeln!(
+                out,
+                "| {label} | {} | {} | {:.2} | {} | {} | {} | {:.1} | {:.1} | {} |",
+                per_task.join(" | "),
+                mean_std(&means),
+                r.forgetting.iter().cloned().fold(0.0, f64::max),
+                if r.identical { "yes" } else { "no" },
+                human_bytes(mean(&r.bytes)),
+                ft_bytes.map_or("–".into(), |f| format!("{:.4}", mean(&r.bytes) / f)),
+                r.train_s.iter().sum::<f64>() / seeds,
+                r.to_final_s.iter().sum::<f64>() / seeds,
+                r.forgetting.len()
+            );
+        }
+        let _ = writeln!(out);
+    }
+    out
+}

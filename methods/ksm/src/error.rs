@@ -1,0 +1,50 @@
+//! The errors of graft-ksm; each converts into a [`graft_core::GraftError`] that keeps its
+//! message (which names the tensor, conv or key at fault).
+
+use graft_core::GraftError;
+
+/// Everything KSM itself can reject (tensor and I/O errors come from graft-core).
+#[derive(Debug, thiserror::Error)]
+pub enum KsmError {
+    /// A stored bit-packed mask does not fit the conv weight it belongs to.
+    #[error("packed mask '{name}': {msg}")]
+    BadPackedMask {
+        /// The delta tensor's name.
+        name: String,
+        /// What is wrong (dtype, shape, length or padding bits), with the expected shapes.
+        msg: String,
+    },
+
+    /// A mask to be packed holds a value other than 0 or 1.
+    #[error("mask '{name}' is not binary: entry {index} is {value}")]
+    NotBinary {
+        /// The mask's name.
+        name: String,
+        /// Flat index of the first offending entry.
+        index: usize,
+        /// Its value.
+        value: f32,
+    },
+
+    /// `layers.only` names a conv the backbone does not have.
+    #[error("layers.only names conv '{name}', which the backbone does not have; its convs: {}", available.join(", "))]
+    UnknownConv {
+        /// The requested conv.
+        name: String,
+        /// Every conv of the backbone, in forward order.
+        available: Vec<String>,
+    },
+
+    /// A stored delta lacks a tensor, has one too many, or one of the wrong shape or dtype.
+    #[error("delta: {0}")]
+    Delta(String),
+}
+
+impl From<KsmError> for GraftError {
+    fn from(e: KsmError) -> Self {
+        match e {
+            KsmError::UnknownConv { .. } => GraftError::Config { method: crate::NAME.into(), msg: e.to_string() },
+            other => GraftError::Incompatible(format!("{}: {other}", crate::NAME)),
+        }
+    }
+}

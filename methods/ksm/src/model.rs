@@ -1,0 +1,538 @@
+//! KSM's trainable network (kernel-wise real masks `M^r`, optional learned scales `S`,
+//! per-task BN, new head, trained through the exact relaxation of [`crate::mask`]) and its task
+//! model (binary kernel masks unpacked from bits plus the stored scales, applied once to the
+//! frozen weights).
+
+use crate::bn::{stored_bn_tensors, BnStore};
+use crate::config::{KsmConfig, MaskedConvs, ScaleKind};
+use crate::error::KsmError;
+use crate::mask::{apply_kernel_mask, eval_mask, hard_binary, rounded_scale, scale_part, soft_mask};
+use crate::pack::{pack_mask, packed_len, unpack_mask};
+use crate::{NAME, PREFIX};
+use candle_core::{DType, Tensor};
+use graft_core::backbone::{linear, BnBatchStats};
+use graft_core::init::{linear_init, SeededRng};
+use graft_core::optim::ParamGroup;
+use graft_core::train::{train, Split};
+use graft_core::{Backbone, FitContext, Footprint, Hooks, ParamMap, Result, Source, Task, TaskModel, Trainable, Trainables};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Name of the new head's weight `(classes, features)`.
+pub const HEAD_WEIGHT: &str = "head.weight";
+/// Name of the new head's bias `(classes,)`.
+pub const HEAD_BIAS: &str = "head.bias";
+/// The tap whose output (global-average-pooled features) feeds the new head.
+pub const FEATURE_TAP: &str = "pool";
+
+/// A conv weight KSM masks kernel by kernel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MaskedConv {
+    /// Conv module name, e.g. `layer1.0.conv1`.
+    pub conv: String,
+    /// Its weight's parameter name, `<conv>.weight`.
+    pub weight: String,
+    /// The weight's shape `(out, in/groups, k, k)`.
+    pub weight_shape: Vec<usize>,
+}
+
+impl MaskedConv {
+    /// The kernel-wise mask's shape `(out, in/groups)`.
+    pub fn mask_shape(&self) -> Vec<usize> {
+        self.weight_shape[..2].to_vec()
+    }
+
+    /// Kernels (= mask entries): `out · in/groups`.
+    pub fn kernels(&self) -> usize {
+        self.weight_shape[0] * self.weight_shape[1]
+    }
+
+    /// Name of the stored bit-packed `M^b`, `ksm.<conv>.mask_bits`.
+    pub fn bits_key(&self) -> String {
+        format!("{PREFIX}{}.mask_bits", self.conv)
+    }
+
+    /// Name of the stored `A^s`, `ksm.<conv>.scale`.
+    pub fn scale_key(&self) -> String {
+        format!("{PREFIX}{}.scale", self.conv)
+    }
+
+    /// Name of the real mask `M^r` while training, `ksm.<conv>.mask_real`.
+    pub fn real_key(&self) -> String {
+        format!("{PREFIX}{}.mask_real", self.conv)
+    }
+
+    /// Name of the learned scale `S` while training (`scale = "learned"`), `ksm.<conv>.scale_real`.
+    pub fn learned_key(&self) -> String {
+        format!("{PREFIX}{}.scale_real", self.conv)
+    }
+}
+
+/// What a config resolves to on one backbone: the masked convs, the tuned BNs and the head size.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Layout {
+    /// Masked convs in forward order.
+    pub masked: Vec<MaskedConv>,
+    /// Tuned BatchNorms with their channels (empty unless `tune_bn`).
+    pub bns: Vec<(String, usize)>,
+    /// Channels at [`FEATURE_TAP`] (the head's input).
+    pub features: usize,
+    /// How `A^s` is formed.
+    pub scale: ScaleKind,
+    /// Bytes per stored scale.
+    pub scale_bytes: usize,
+}
+
+impl Layout {
+    /// Resolves `config` on `backbone`; an unknown conv in `layers.only` is an error listing the
+    /// backbone's convs.
+    pub fn new(config: &KsmConfig, backbone: &Backbone) -> Result<Self> {
+        let convs = backbone.convs();
+        let chosen: Vec<_> = match &config.layers {
+            MaskedConvs::All => convs.iter().collect(),
+            MaskedConvs::AllButFirst => convs.iter().skip(1).collect(),
+            MaskedConvs::Only(names) => {
+                let wanted: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+                if let Some(missing) = names.iter().find(|n| !convs.iter().any(|c| &c.conv.name == *n)) {
+                    return Err(KsmError::UnknownConv {
+                        name: missing.clone(),
+                        available: convs.iter().map(|c| c.conv.name.clone()).collect(),
+                    }
+                    .into());
+                }
+                convs.iter().filter(|c| wanted.contains(c.conv.name.as_str())).collect()
+            }
+        };
+        let masked = chosen
+            .into_iter()
+            .map(|c| MaskedConv { conv: c.conv.name.clone(), weight: c.conv.weight_name(), weight_shape: c.conv.weight_shape().to_vec() })
+            .collect();
+        let bns = if config.tune_bn {
+            backbone
+                .bn_names()
+                .into_iter()
+                .map(|bn| Ok((bn.clone(), backbone.param(&format!("{bn}.weight"))?.elem_count())))
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            Vec::new()
+        };
+        Ok(Self {
+            masked,
+            bns,
+            features: backbone.tap(FEATURE_TAP)?.channels,
+            scale: config.scale,
+            scale_bytes: config.scale_dtype.size(),
+        })
+    }
+
+    /// Kernels over all masked convs, `K = Σ_masked out · in/groups`.
+    pub fn kernels(&self) -> usize {
+        self.masked.iter().map(MaskedConv::kernels).sum()
+    }
+
+    /// The documented trainable-parameter count for `classes` task classes:
+    /// `K · (1 + [scale = learned]) + Σ_tunedBN 2·C + (d + 1)·k`.
+    pub fn trainable_params(&self, classes: usize) -> usize {
+        let per_kernel = if self.scale == ScaleKind::Learned { 2 } else { 1 };
+        let bn: usize = self.bns.iter().map(|(_, c)| 2 * c).sum();
+        per_kernel * self.kernels() + bn + (self.features + 1) * classes
+    }
+
+    /// The documented stored bytes for `classes` task classes:
+    /// `Σ_masked ceil(K_c / 8) + [scale ≠ none] · K · s + Σ_tunedBN 4·C·4 + (d + 1)·k·4`,
+    /// `s` = 2 (f16) or 4 (f32).
+    pub fn stored_bytes(&self, classes: usize) -> usize {
+        let bits: usize = self.masked.iter().map(|m| packed_len(m.kernels())).sum();
+        let scales = if self.scale == ScaleKind::None { 0 } else { self.kernels() * self.scale_bytes };
+        let bn: usize = self.bns.iter().map(|(_, c)| 16 * c).sum();
+        bits + scales + bn + 4 * (self.features + 1) * classes
+    }
+
+    /// Every stored tensor's name, dtype and shape (bits, scales, BN, head), sorted by name.
+    fn expected_tensors(&self, classes: usize, scale_dtype: DType) -> BTreeMap<String, (DType, Vec<usize>)> {
+        let mut out = BTreeMap::new();
+        for m in &self.masked {
+            out.insert(m.bits_key(), (DType::U8, vec![packed_len(m.kernels())]));
+            if self.scale != ScaleKind::None {
+                out.insert(m.scale_key(), (scale_dtype, m.mask_shape()));
+            }
+        }
+        for (bn, c) in &self.bns {
+            for (key, _, shape) in stored_bn_tensors(PREFIX, bn, *c) {
+                out.insert(key, (DType::F32, shape));
+            }
+        }
+        out.insert(HEAD_WEIGHT.into(), (DType::F32, vec![classes, self.features]));
+        out.insert(HEAD_BIAS.into(), (DType::F32, vec![classes]));
+        out
+    }
+}
+
+/// Bytes of a full fine-tuned copy for `classes` classes, as the `fine-tune` baseline stores it:
+/// every backbone tensor except the source head (BN running statistics included) plus the new
+/// head, all f32.
+pub fn fine_tune_bytes(backbone: &Backbone, classes: usize) -> usize {
+    let head: BTreeSet<String> = backbone.head_params().into_iter().collect();
+    let body: usize = backbone
+        .params()
+        .iter()
+        .filter(|(k, _)| !head.contains(*k))
+        .map(|(_, t)| t.elem_count() * t.dtype().size_in_bytes())
+        .sum();
+    let features = backbone.tap(FEATURE_TAP).map(|t| t.channels).unwrap_or(0);
+    body + 4 * (features + 1) * classes
+}
+
+/// `stored_bytes` as a fraction of [`fine_tune_bytes`] (e.g. 0.06 = 6 % of a fine-tuned copy).
+pub fn fraction_of_fine_tune(stored_bytes: usize, backbone: &Backbone, classes: usize) -> f64 {
+    stored_bytes as f64 / fine_tune_bytes(backbone, classes).max(1) as f64
+}
+
+/// The network trained by [`fit`]: frozen backbone, kernel-wise soft masks, per-task BN, head.
+pub struct KsmNet {
+    base: Backbone,
+    layout: Layout,
+    config: KsmConfig,
+    /// Masked weight name → its conv's entry in `layout.masked`.
+    by_weight: BTreeMap<String, usize>,
+    masks: Trainables,
+    scales: Trainables,
+    bn: BnStore,
+    head: Trainables,
+    /// Optimiser steps taken so far and planned in all (for the temperature schedule).
+    step: usize,
+    total_steps: usize,
+}
+
+struct NetHooks<'a> {
+    net: &'a KsmNet,
+    train: bool,
+}
+
+impl Hooks for NetHooks<'_> {
+    fn param(&self, name: &str, frozen: &Tensor) -> Result<Option<Tensor>> {
+        if let Some(&i) = self.net.by_weight.get(name) {
+            let m = if self.train { self.net.soft_mask(i)? } else { self.net.eval_mask(i)? };
+            return Ok(Some(apply_kernel_mask(frozen, &m)?));
+        }
+        Ok(self.net.bn.param(name))
+    }
+
+    fn bn_uses_batch_stats(&self, bn: &str) -> bool {
+        self.train && self.net.bn.is_tuned(bn)
+    }
+}
+
+impl KsmNet {
+    /// A fresh net: every `M^r` entry `mask_init`, `S = 0`, BNs from the source, a seeded head.
+    /// `total_steps` is the length of the temperature schedule (`epochs · ceil(n / batch)`).
+    pub fn new(config: &KsmConfig, base: &Backbone, layout: Layout, classes: usize, seed: u64, total_steps: usize) -> Result<Self> {
+        let device = base.device().clone();
+        let (mut masks, mut scales) = (Trainables::new(), Trainables::new());
+        let mut by_weight = BTreeMap::new();
+        for (i, m) in layout.masked.iter().enumerate() {
+            masks.insert(m.real_key(), &Tensor::full(config.mask_init as f32, m.mask_shape(), &device)?)?;
+            if config.scale == ScaleKind::Learned {
+                scales.insert(m.learned_key(), &Tensor::zeros(m.mask_shape(), DType::F32, &device)?)?;
+            }
+            by_weight.insert(m.weight.clone(), i);
+        }
+        let bn_names: Vec<String> = layout.bns.iter().map(|(b, _)| b.clone()).collect();
+        let bn = BnStore::new(base, PREFIX, &bn_names)?;
+        let mut rng = SeededRng::derived(seed, "head");
+        let (w, b) = linear_init(&mut rng, classes, layout.features, &device)?;
+        let mut head = Trainables::new();
+        head.insert(HEAD_WEIGHT, &w)?;
+        head.insert(HEAD_BIAS, &b)?;
+        Ok(Self { base: base.clone(), layout, config: config.clone(), by_weight, masks, scales, bn, head, step: 0, total_steps })
+    }
+
+    /// The temperature at the current step: `τ₀ · (τ₁ / τ₀)^(step / (total − 1))`, from `tau`
+    /// at the first step to `tau_final` at the last.
+    pub fn tau(&self) -> f64 {
+        let (t0, t1) = (self.config.tau, self.config.tau_final);
+        if self.total_steps <= 1 || t0 == t1 {
+            return t0;
+        }
+        let p = (self.step as f64 / (self.total_steps - 1) as f64).min(1.0);
+        t0 * (t1 / t0).powf(p)
+    }
+
+    /// `M^r` of masked conv `i` (as used in the graph).
+    fn real(&self, i: usize) -> Tensor {
+        self.masks.tensor(&self.layout.masked[i].real_key()).expect("every masked conv has M^r")
+    }
+
+    /// `A^s` of masked conv `i` (in the graph), `None` for `scale = "none"`.
+    fn scale(&self, i: usize) -> Result<Option<Tensor>> {
+        let learned = self.scales.tensor(&self.layout.masked[i].learned_key());
+        scale_part(self.config.scale, &self.real(i), learned.as_ref(), self.config.scale_gain, self.config.mask_init)
+    }
+
+    /// The training soft mask of masked conv `i`.
+    fn soft_mask(&self, i: usize) -> Result<Tensor> {
+        soft_mask(&self.real(i), self.scale(i)?.as_ref(), self.tau())
+    }
+
+    /// The evaluation mask of masked conv `i`: binary part and the stored (rounded) scale.
+    fn eval_parts(&self, i: usize) -> Result<(Tensor, Option<Tensor>)> {
+        let scale = self.scale(i)?.map(|s| rounded_scale(&s, self.config.scale_dtype)).transpose()?;
+        Ok((hard_binary(&self.real(i))?, scale))
+    }
+
+    fn eval_mask(&self, i: usize) -> Result<Tensor> {
+        let (b, s) = self.eval_parts(i)?;
+        eval_mask(&b, s.as_ref())
+    }
+
+    /// The optimiser groups: masks at `train.lr`, learned scales at `scale_lr`, BN at `bn_lr`,
+    /// head at `head_lr` (each `None` falls back to `train.lr`).
+    pub fn param_groups(&self) -> Vec<ParamGroup> {
+        let base = self.config.train.optim();
+        let with_lr = |lr: Option<f64>| {
+            let mut s = base.clone();
+            s.lr = lr.unwrap_or(base.lr);
+            s
+        };
+        let mut groups = vec![
+            ParamGroup { vars: self.masks.vars(), settings: base.clone() },
+            ParamGroup { vars: self.scales.vars(), settings: with_lr(self.config.scale_lr) },
+            ParamGroup { vars: self.bn.vars(), settings: with_lr(self.config.bn_lr) },
+            ParamGroup { vars: self.head.vars(), settings: with_lr(self.config.head_lr) },
+        ];
+        groups.retain(|g| !g.vars.is_empty());
+        groups
+    }
+
+    fn logits(&self, x: &Tensor, train: bool) -> Result<(Tensor, Vec<BnBatchStats>)> {
+        let out = self.base.run(x, None, FEATURE_TAP, &[], &NetHooks { net: self, train })?;
+        let w = self.head.tensor(HEAD_WEIGHT).expect("head weight exists");
+        let b = self.head.tensor(HEAD_BIAS).expect("head bias exists");
+        Ok((linear(&out.output, &w, &b)?, out.bn_stats))
+    }
+
+    /// The tensors a task stores: bit-packed `1[M^r > 0]` and `A^s` (stored dtype) per masked
+    /// conv, tuned BN, head.
+    pub fn delta_tensors(&self) -> Result<ParamMap> {
+        let mut out = ParamMap::new();
+        for (i, m) in self.layout.masked.iter().enumerate() {
+            out.insert(m.bits_key(), pack_mask(&m.bits_key(), &hard_binary(&self.real(i))?)?);
+            if let Some(s) = self.scale(i)? {
+                out.insert(m.scale_key(), s.detach().to_dtype(self.config.scale_dtype.dtype())?);
+            }
+        }
+        out.extend(self.bn.tensors()?);
+        out.extend(self.head.snapshot()?);
+        Ok(out)
+    }
+}
+
+impl Trainable for KsmNet {
+    fn train_logits(&mut self, x: &Tensor, _rng: &mut SeededRng) -> Result<Tensor> {
+        let (logits, stats) = self.logits(x, true)?;
+        self.bn.record(stats);
+        Ok(logits)
+    }
+
+    fn eval_logits(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.logits(x, false)?.0.detach())
+    }
+
+    fn after_step(&mut self) -> Result<()> {
+        self.step += 1;
+        self.bn.apply_stats()
+    }
+
+    fn state(&self) -> Result<ParamMap> {
+        let mut s = self.masks.snapshot()?;
+        s.extend(self.scales.snapshot()?);
+        s.extend(self.bn.tensors()?);
+        s.extend(self.head.snapshot()?);
+        Ok(s)
+    }
+
+    fn set_state(&mut self, state: &ParamMap) -> Result<()> {
+        self.masks.restore(state)?;
+        self.scales.restore(state)?;
+        self.bn.set_tensors(state)?;
+        self.head.restore(state)
+    }
+}
+
+/// Trains KSM on `task` over the frozen `source` and returns the task model.
+pub fn fit(config: &KsmConfig, source: &Source, task: &Task, ctx: &mut FitContext) -> Result<KsmModel> {
+    task.validate()?;
+    let layout = Layout::new(config, &source.backbone)?;
+    let total_steps = config.train.epochs * task.train.len().div_ceil(config.train.batch_size);
+    let mut net = KsmNet::new(config, &source.backbone, layout, task.num_classes, ctx.seed, total_steps)?;
+    let groups = net.param_groups();
+    let device = ctx.device.clone();
+    let (x, vx) = (task.train.images_tensor(&device)?, task.val.images_tensor(&device)?);
+    let label = format!("{NAME} {}", task.name);
+    train(
+        &mut net,
+        groups,
+        Split { x: &x, y: &task.train.labels },
+        Some(Split { x: &vx, y: &task.val.labels }),
+        &config.train,
+        ctx,
+        &label,
+    )?;
+    // The fitted model is built from exactly what is stored, so save→load cannot change it.
+    KsmModel::from_tensors(config.clone(), source, net.delta_tensors()?, task.num_classes)
+}
+
+/// Parameter overrides of an evaluation forward pass.
+struct Overrides<'a>(&'a ParamMap);
+
+impl Hooks for Overrides<'_> {
+    fn param(&self, name: &str, _frozen: &Tensor) -> Result<Option<Tensor>> {
+        Ok(self.0.get(name).cloned())
+    }
+}
+
+/// The evaluation mask of one conv: `M = M^b + A^s`.
+#[derive(Clone, Debug)]
+pub struct EvalMask {
+    /// `M^b = 1[M^r > 0]`, f32 0s and 1s of shape `(out, in/groups)`.
+    pub binary: Tensor,
+    /// `A^s` as stored, converted to f32 (`None` for `scale = "none"`).
+    pub scale: Option<Tensor>,
+}
+
+/// A fitted KSM task: the frozen source with kernel-wise soft masks on the chosen conv weights,
+/// per-task BN and a new head.
+pub struct KsmModel {
+    config: KsmConfig,
+    source: Source,
+    layout: Layout,
+    num_classes: usize,
+    tensors: ParamMap,
+    masks: BTreeMap<String, EvalMask>,
+    overrides: ParamMap,
+    head: (Tensor, Tensor),
+}
+
+impl KsmModel {
+    /// Rebuilds a task model from stored tensors (a delta's, or a fresh fit's). Every expected
+    /// tensor must be present with its dtype and shape, nothing else may be; the error names
+    /// each offending tensor.
+    pub fn from_tensors(config: KsmConfig, source: &Source, tensors: ParamMap, num_classes: usize) -> Result<Self> {
+        let backbone = &source.backbone;
+        let layout = Layout::new(&config, backbone)?;
+        let expected = layout.expected_tensors(num_classes, config.scale_dtype.dtype());
+        let mut problems = Vec::new();
+        for (name, (dtype, shape)) in &expected {
+            match tensors.get(name) {
+                None => problems.push(format!("missing tensor '{name}' ({dtype:?} {shape:?})")),
+                // Packed masks get their own, more specific check below.
+                Some(_) if *dtype == DType::U8 => {}
+                Some(t) if t.dtype() != *dtype || t.dims() != shape.as_slice() => problems.push(format!(
+                    "tensor '{name}' is {:?} {:?}, expected {dtype:?} {shape:?}",
+                    t.dtype(),
+                    t.dims()
+                )),
+                Some(_) => {}
+            }
+        }
+        let extra: Vec<&String> = tensors.keys().filter(|k| !expected.contains_key(*k)).collect();
+        if !extra.is_empty() {
+            problems.push(format!("unexpected tensors {extra:?} (config: {})", serde_json::to_string(&config).unwrap_or_default()));
+        }
+        if !problems.is_empty() {
+            return Err(KsmError::Delta(problems.join("; ")).into());
+        }
+        let device = backbone.device();
+        let mut masks = BTreeMap::new();
+        let mut overrides = ParamMap::new();
+        for m in &layout.masked {
+            let binary = unpack_mask(&m.bits_key(), &tensors[&m.bits_key()], &m.mask_shape(), device)?;
+            let scale = match tensors.get(&m.scale_key()) {
+                Some(s) => Some(s.to_device(device)?.to_dtype(DType::F32)?),
+                None => None,
+            };
+            let mask = eval_mask(&binary, scale.as_ref())?;
+            overrides.insert(m.weight.clone(), apply_kernel_mask(backbone.param(&m.weight)?, &mask)?);
+            masks.insert(m.weight.clone(), EvalMask { binary, scale });
+        }
+        for (bn, c) in &layout.bns {
+            for (key, param, _) in stored_bn_tensors(PREFIX, bn, *c) {
+                overrides.insert(param, tensors[&key].to_device(device)?);
+            }
+        }
+        let head = (tensors[HEAD_WEIGHT].to_device(device)?, tensors[HEAD_BIAS].to_device(device)?);
+        Ok(Self { config, source: source.clone(), layout, num_classes, tensors, masks, overrides, head })
+    }
+
+    /// The evaluation masks (`M^b` exactly binary, `A^s` as stored), by weight name.
+    pub fn eval_masks(&self) -> &BTreeMap<String, EvalMask> {
+        &self.masks
+    }
+
+    /// The parameters the evaluation forward replaces, by backbone name: `W ⊙ (M^b + A^s)` for
+    /// masked weights, the per-task BN tensors.
+    pub fn effective_params(&self) -> &ParamMap {
+        &self.overrides
+    }
+
+    /// What the config resolved to on the source.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The config the model was fitted with.
+    pub fn config(&self) -> &KsmConfig {
+        &self.config
+    }
+
+    /// Stored bytes as a fraction of a full fine-tuned copy ([`fine_tune_bytes`]).
+    pub fn fraction_of_fine_tune(&self) -> f64 {
+        fraction_of_fine_tune(self.footprint().stored_bytes, &self.source.backbone, self.num_classes)
+    }
+
+    /// Fraction of kernels kept (`M^b = 1`) over all masked convs.
+    pub fn kept_fraction(&self) -> Result<f64> {
+        let (mut kept, mut total) = (0f64, 0usize);
+        for m in self.masks.values() {
+            kept += m.binary.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            total += m.binary.elem_count();
+        }
+        Ok(kept / total.max(1) as f64)
+    }
+}
+
+impl TaskModel for KsmModel {
+    fn method(&self) -> &str {
+        NAME
+    }
+
+    fn num_classes(&self) -> usize {
+        self.num_classes
+    }
+
+    fn forward(&self, images: &Tensor) -> Result<Tensor> {
+        let f = self.source.backbone.run(images, None, FEATURE_TAP, &[], &Overrides(&self.overrides))?.output;
+        Ok(linear(&f, &self.head.0, &self.head.1)?.detach())
+    }
+
+    fn footprint(&self) -> Footprint {
+        let bb = &self.source.backbone;
+        Footprint {
+            trainable_params: self.layout.trainable_params(self.num_classes),
+            stored_bytes: self.tensors.values().map(|t| t.elem_count() * t.dtype().size_in_bytes()).sum(),
+            interconnections: self.layout.masked.len() + self.layout.bns.len(),
+            flops_per_image: bb.flops_between(None, FEATURE_TAP).unwrap_or(0) + 2 * (self.layout.features * self.num_classes) as u64,
+        }
+    }
+
+    fn delta_tensors(&self) -> Result<ParamMap> {
+        self.tensors.iter().map(|(k, v)| Ok((k.clone(), v.copy()?))).collect()
+    }
+
+    fn config_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.config).expect("config serialises")
+    }
+
+    fn source_hash(&self) -> &str {
+        &self.source.hash
+    }
+}

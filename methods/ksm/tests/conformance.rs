@@ -1,0 +1,108 @@
+//! KSM's rows of the graft-core conformance table.
+
+use graft_core::conformance::{check, Case};
+use graft_core::{Source, Task};
+use serde_json::json;
+
+use graft_ksm as _;
+
+/// Head of a linear layer on the pooled features: (d + 1) × k.
+fn head(s: &Source, t: &Task) -> usize {
+    (s.backbone.tap("pool").unwrap().channels + 1) * t.num_classes
+}
+
+/// Kernels `out · in/groups` of the masked convs (one `M^r` entry each), skipping the first `skip`.
+fn kernels(s: &Source, skip: usize) -> usize {
+    s.backbone.convs().iter().skip(skip).map(|c| c.conv.weight_shape()[0] * c.conv.weight_shape()[1]).sum()
+}
+
+/// γ and β of every BatchNorm: 2 · C each.
+fn bn_affine(s: &Source) -> usize {
+    s.backbone.bn_names().iter().map(|bn| 2 * s.backbone.param(&format!("{bn}.weight")).unwrap().elem_count()).sum()
+}
+
+/// `conformance::check` saves into a folder named after the method and the process, so two
+/// cases of one method must not run at the same time (the tests of a file share a process).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn check_serially(case: &Case) {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    check(case);
+}
+
+#[test]
+fn ksm_conforms() {
+    // Default: A^s derived from M^r (no extra parameter), per-task BN.
+    check_serially(&Case {
+        method: "ksm",
+        config: json!({ "head_lr": 1e-2, "train": { "epochs": 2, "batch_size": 16, "lr": 1e-3 } }),
+        expected_trainable: |s, t| kernels(s, 0) + bn_affine(s) + head(s, t),
+    });
+}
+
+#[test]
+fn ksm_with_learned_scales_conforms() {
+    check_serially(&Case {
+        method: "ksm",
+        config: json!({ "scale": "learned", "scale_dtype": "f32", "train": { "epochs": 2, "batch_size": 16 } }),
+        expected_trainable: |s, t| 2 * kernels(s, 0) + bn_affine(s) + head(s, t),
+    });
+}
+
+#[test]
+fn ksm_binary_only_without_bn_conforms() {
+    check_serially(&Case {
+        method: "ksm",
+        config: json!({ "scale": "none", "tune_bn": false, "layers": "all-but-first", "train": { "epochs": 1, "batch_size": 16 } }),
+        expected_trainable: |s, t| kernels(s, 1) + head(s, t),
+    });
+}
+
+#[test]
+fn ksm_on_named_convs_conforms() {
+    check_serially(&Case {
+        method: "ksm",
+        config: json!({ "layers": { "only": ["layer3.0.conv1", "layer3.0.conv2"] }, "train": { "epochs": 1, "batch_size": 16 } }),
+        expected_trainable: |s, t| {
+            let k = |n: &str| s.backbone.param(n).unwrap().dims()[..2].iter().product::<usize>();
+            k("layer3.0.conv1.weight") + k("layer3.0.conv2.weight") + bn_affine(s) + head(s, t)
+        },
+    });
+}
+
+#[test]
+fn ksm_is_registered_once() {
+    let names: Vec<_> = graft_core::registry::methods().iter().map(|e| e.name).collect();
+    assert!(names.contains(&"ksm"), "{names:?}");
+    assert!(graft_core::registry::duplicate_names().is_empty());
+    let c = graft_core::registry::build("ksm", None).unwrap().config_json();
+    assert_eq!(c["scale"], "mask");
+    assert_eq!(c["scale_dtype"], "f16");
+    assert_eq!(c["tune_bn"], true);
+}
+
+#[test]
+fn bad_configs_are_rejected_by_key() {
+    for (cfg, key) in [
+        (json!({ "tau": 0.0 }), "tau"),
+        (json!({ "tau_final": 1e-2 }), "tau_final"),
+        (json!({ "mask_init": -1e-3 }), "mask_init"),
+        (json!({ "scale_gain": 0.0 }), "scale_gain"),
+        (json!({ "scale": "softmax" }), "scale"),
+        (json!({ "scale_dtype": "bf16" }), "scale_dtype"),
+        (json!({ "layers": { "only": ["conv1", "conv1"] } }), "layers.only"),
+        (json!({ "scale_lr": 0.0 }), "scale_lr"),
+    ] {
+        let err = graft_core::registry::build("ksm", Some(&cfg)).err().unwrap_or_else(|| panic!("{cfg} accepted"));
+        assert!(err.to_string().contains(key), "{cfg}: {err}");
+    }
+}
+
+#[test]
+fn an_unknown_conv_is_named_with_the_available_ones_at_fit_time() {
+    let m = graft_core::registry::build("ksm", Some(&json!({ "layers": { "only": ["layer9.conv"] } }))).unwrap();
+    let source = graft_core::conformance::tiny_source(1);
+    let task = graft_core::conformance::tiny_task(1);
+    let err = m.fit(&source, &task, &mut graft_core::FitContext::new(candle_core::Device::Cpu, 0)).err().expect("fit accepted it").to_string();
+    assert!(err.contains("layer9.conv") && err.contains("layer1.0.conv1"), "{err}");
+}

@@ -1,0 +1,86 @@
+//! Configuration of Piggyback.
+
+use graft_core::optim::{OptimizerKind, Schedule};
+use graft_core::registry::MethodConfig;
+use graft_core::train::TrainConfig;
+use serde::{Deserialize, Serialize};
+
+/// Which convolutions get a mask.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub enum MaskedConvs {
+    /// Every conv of the backbone (`"all"`; paper: every layer but the classifier).
+    #[default]
+    All,
+    /// Every conv but the first one in forward order (`"all-but-first"`).
+    AllButFirst,
+    /// Exactly these convs, by module name (`{ "only": ["layer1.0.conv1", …] }`).
+    Only(Vec<String>),
+}
+
+/// Configuration of Piggyback. `Default` is the paper's setting where it is known (see
+/// `docs/methods/piggyback.md` for the source of every value).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PiggybackConfig {
+    /// Convolutions that get an element-wise mask. Default `all` (paper: all layers except the
+    /// classifier; graft's linear layers before the head, VGG's fc6/fc7, stay frozen).
+    pub layers: MaskedConvs,
+    /// Initial value of every real-valued mask entry `m`. paper: 1e-2, §3.
+    pub mask_init: f64,
+    /// Binarisation threshold τ: the forward pass uses `1[m > τ]`. paper: 5e-3, §3.
+    pub threshold: f64,
+    /// Train a per-task copy of every BatchNorm (γ, β, running statistics) alongside the masks.
+    /// Default false: the paper's method learns masks and the classifier only.
+    pub tune_bn: bool,
+    /// Learning rate of the new head (`None`: `train.lr`). paper: the same optimiser as the masks.
+    pub head_lr: Option<f64>,
+    /// Learning rate of the tuned BatchNorms' γ and β (`None`: `train.lr`); used with `tune_bn`.
+    pub bn_lr: Option<f64>,
+    /// Training of the masks (and head, BN). paper: Adam, lr 1e-4, 30 epochs, lr ÷10 after 15
+    /// epochs, no weight decay on the masks.
+    pub train: TrainConfig,
+}
+
+impl Default for PiggybackConfig {
+    fn default() -> Self {
+        let mut train = TrainConfig::default().with(30, OptimizerKind::Adam, 1e-4);
+        train.weight_decay = 0.0;
+        train.schedule = Schedule::Step { every: 15, gamma: 0.1 };
+        Self { layers: MaskedConvs::All, mask_init: 1e-2, threshold: 5e-3, tune_bn: false, head_lr: None, bn_lr: None, train }
+    }
+}
+
+fn positive_lr(key: &str, lr: Option<f64>) -> std::result::Result<(), String> {
+    match lr {
+        Some(v) if !(v > 0.0 && v.is_finite()) => Err(format!("{key} must be a positive number, got {v}")),
+        _ => Ok(()),
+    }
+}
+
+impl MethodConfig for PiggybackConfig {
+    fn validate(&self) -> std::result::Result<(), String> {
+        if !self.threshold.is_finite() {
+            return Err(format!("threshold must be a finite number, got {}", self.threshold));
+        }
+        if !self.mask_init.is_finite() || self.mask_init <= self.threshold {
+            return Err(format!(
+                "mask_init must be a finite number above threshold ({}), got {}: every weight would start masked out",
+                self.threshold, self.mask_init
+            ));
+        }
+        if let MaskedConvs::Only(names) = &self.layers {
+            if names.is_empty() {
+                return Err("layers.only must name at least one conv (or use \"all\")".into());
+            }
+            let mut sorted = names.clone();
+            sorted.sort();
+            if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+                return Err(format!("layers.only names conv '{}' twice", w[0]));
+            }
+        }
+        positive_lr("head_lr", self.head_lr)?;
+        positive_lr("bn_lr", self.bn_lr)?;
+        self.train.validate()
+    }
+}
