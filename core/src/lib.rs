@@ -5,6 +5,7 @@
 //! `inventory::submit! { graft_core::registry::MethodEntry { .. } }`.
 
 pub mod backbone;
+pub mod bitpack;
 pub mod bench;
 pub mod checkpoint;
 pub mod conformance;

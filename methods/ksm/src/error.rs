@@ -3,29 +3,10 @@
 
 use graft_core::GraftError;
 
-/// Everything KSM itself can reject (tensor and I/O errors come from graft-core).
+/// Everything KSM itself can reject (tensor, I/O and bit-packing errors come from
+/// graft-core).
 #[derive(Debug, thiserror::Error)]
 pub enum KsmError {
-    /// A stored bit-packed mask does not fit the conv weight it belongs to.
-    #[error("packed mask '{name}': {msg}")]
-    BadPackedMask {
-        /// The delta tensor's name.
-        name: String,
-        /// What is wrong (dtype, shape, length or padding bits), with the expected shapes.
-        msg: String,
-    },
-
-    /// A mask to be packed holds a value other than 0 or 1.
-    #[error("mask '{name}' is not binary: entry {index} is {value}")]
-    NotBinary {
-        /// The mask's name.
-        name: String,
-        /// Flat index of the first offending entry.
-        index: usize,
-        /// Its value.
-        value: f32,
-    },
-
     /// `layers.only` names a conv the backbone does not have.
     #[error("layers.only names conv '{name}', which the backbone does not have; its convs: {}", available.join(", "))]
     UnknownConv {

@@ -7,20 +7,19 @@
 //! training to the two-way softmax `σ(2 M^r / τ)` (exactly differentiable, no straight-through
 //! estimator; τ anneals geometrically from `tau` to `tau_final`) and exactly `1[M^r > 0]` at
 //! evaluation, plus a real scaling part `A^s` derived from
-//! `M^r` (or learned beside it, [`ScaleKind`]). Per-task BatchNorm and a new head train too. A
-//! task stores `M^b` as bits ([`pack`], 8 kernels per byte), `A^s` (f16 by default), BN and head.
+//! `M^r` (or learned beside it, [`ScaleKind`]). Per-task BatchNorm (a
+//! [`graft_core::backbone::TunedBackbone`]) and a new head train too. A task stores `M^b` as bits
+//! ([`graft_core::bitpack`], 8 kernels per byte), `A^s` (f16 by default), BN and head.
 //!
 //! See `docs/methods/ksm.md` for the equations, the choices where the paper is not known to
 //! graft, and the defaults.
 
 #![warn(missing_docs)]
 
-pub mod bn;
 pub mod config;
 pub mod error;
 pub mod mask;
 pub mod model;
-pub mod pack;
 
 pub use config::{KsmConfig, MaskedConvs, ScaleDType, ScaleKind};
 pub use error::KsmError;

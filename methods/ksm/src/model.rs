@@ -3,14 +3,13 @@
 //! model (binary kernel masks unpacked from bits plus the stored scales, applied once to the
 //! frozen weights).
 
-use crate::bn::{stored_bn_tensors, BnStore};
 use crate::config::{KsmConfig, MaskedConvs, ScaleKind};
 use crate::error::KsmError;
 use crate::mask::{apply_kernel_mask, eval_mask, hard_binary, rounded_scale, scale_part, soft_mask};
-use crate::pack::{pack_mask, packed_len, unpack_mask};
 use crate::{NAME, PREFIX};
 use candle_core::{DType, Tensor};
-use graft_core::backbone::{linear, BnBatchStats};
+use graft_core::backbone::{linear, TunedBackbone, BN_PARAMS};
+use graft_core::bitpack::{pack_mask, packed_len, unpack_mask};
 use graft_core::init::{linear_init, SeededRng};
 use graft_core::optim::ParamGroup;
 use graft_core::train::{train, Split};
@@ -147,6 +146,14 @@ impl Layout {
         bits + scales + bn + 4 * (self.features + 1) * classes
     }
 
+    /// Whether the backbone parameter `name` is γ or β of a tuned BatchNorm (what
+    /// [`TunedBackbone`] makes trainable; their running statistics follow).
+    pub fn is_tuned_bn_affine(&self, name: &str) -> bool {
+        name.strip_suffix(".weight")
+            .or_else(|| name.strip_suffix(".bias"))
+            .is_some_and(|bn| self.bns.iter().any(|(b, _)| b == bn))
+    }
+
     /// Every stored tensor's name, dtype and shape (bits, scales, BN, head), sorted by name.
     fn expected_tensors(&self, classes: usize, scale_dtype: DType) -> BTreeMap<String, (DType, Vec<usize>)> {
         let mut out = BTreeMap::new();
@@ -157,8 +164,8 @@ impl Layout {
             }
         }
         for (bn, c) in &self.bns {
-            for (key, _, shape) in stored_bn_tensors(PREFIX, bn, *c) {
-                out.insert(key, (DType::F32, shape));
+            for (key, _) in stored_bn_tensors(bn) {
+                out.insert(key, (DType::F32, vec![*c]));
             }
         }
         out.insert(HEAD_WEIGHT.into(), (DType::F32, vec![classes, self.features]));
@@ -187,38 +194,48 @@ pub fn fraction_of_fine_tune(stored_bytes: usize, backbone: &Backbone, classes: 
     stored_bytes as f64 / fine_tune_bytes(backbone, classes).max(1) as f64
 }
 
+/// The stored names of tuned BatchNorm `bn`'s four tensors, `ksm.<bn>.{weight,bias,running_mean,
+/// running_var}` (as [`TunedBackbone`] names them), paired with the backbone parameter each replaces.
+fn stored_bn_tensors(bn: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    BN_PARAMS.iter().map(move |p| (format!("{PREFIX}{bn}.{p}"), format!("{bn}.{p}")))
+}
+
 /// The network trained by [`fit`]: frozen backbone, kernel-wise soft masks, per-task BN, head.
 pub struct KsmNet {
-    base: Backbone,
+    masks: KernelMasks,
+    /// The frozen backbone with the tuned BNs' γ, β (trainable) and running statistics.
+    tuned: TunedBackbone,
+    head: Trainables,
+}
+
+/// The kernel-wise masks of a [`KsmNet`] and their temperature schedule.
+struct KernelMasks {
     layout: Layout,
     config: KsmConfig,
     /// Masked weight name → its conv's entry in `layout.masked`.
     by_weight: BTreeMap<String, usize>,
-    masks: Trainables,
-    scales: Trainables,
-    bn: BnStore,
-    head: Trainables,
+    /// `M^r` per masked conv.
+    real: Trainables,
+    /// `S` per masked conv (`scale = "learned"` only).
+    learned: Trainables,
     /// Optimiser steps taken so far and planned in all (for the temperature schedule).
     step: usize,
     total_steps: usize,
 }
 
-struct NetHooks<'a> {
-    net: &'a KsmNet,
+/// The outer hooks of [`KsmNet`]'s forward: `W ⊙ M` for the masked conv weights (the soft mask
+/// while training, the evaluation mask otherwise). The tuned BNs come from the [`TunedBackbone`]
+/// before these hooks are asked; everything else stays frozen.
+struct MaskHooks<'a> {
+    masks: &'a KernelMasks,
     train: bool,
 }
 
-impl Hooks for NetHooks<'_> {
+impl Hooks for MaskHooks<'_> {
     fn param(&self, name: &str, frozen: &Tensor) -> Result<Option<Tensor>> {
-        if let Some(&i) = self.net.by_weight.get(name) {
-            let m = if self.train { self.net.soft_mask(i)? } else { self.net.eval_mask(i)? };
-            return Ok(Some(apply_kernel_mask(frozen, &m)?));
-        }
-        Ok(self.net.bn.param(name))
-    }
-
-    fn bn_uses_batch_stats(&self, bn: &str) -> bool {
-        self.train && self.net.bn.is_tuned(bn)
+        let Some(&i) = self.masks.by_weight.get(name) else { return Ok(None) };
+        let m = if self.train { self.masks.soft_mask(i)? } else { self.masks.eval_mask(i)? };
+        Ok(Some(apply_kernel_mask(frozen, &m)?))
     }
 }
 
@@ -227,28 +244,77 @@ impl KsmNet {
     /// `total_steps` is the length of the temperature schedule (`epochs · ceil(n / batch)`).
     pub fn new(config: &KsmConfig, base: &Backbone, layout: Layout, classes: usize, seed: u64, total_steps: usize) -> Result<Self> {
         let device = base.device().clone();
-        let (mut masks, mut scales) = (Trainables::new(), Trainables::new());
+        let (mut real, mut learned) = (Trainables::new(), Trainables::new());
         let mut by_weight = BTreeMap::new();
         for (i, m) in layout.masked.iter().enumerate() {
-            masks.insert(m.real_key(), &Tensor::full(config.mask_init as f32, m.mask_shape(), &device)?)?;
+            real.insert(m.real_key(), &Tensor::full(config.mask_init as f32, m.mask_shape(), &device)?)?;
             if config.scale == ScaleKind::Learned {
-                scales.insert(m.learned_key(), &Tensor::zeros(m.mask_shape(), DType::F32, &device)?)?;
+                learned.insert(m.learned_key(), &Tensor::zeros(m.mask_shape(), DType::F32, &device)?)?;
             }
             by_weight.insert(m.weight.clone(), i);
         }
-        let bn_names: Vec<String> = layout.bns.iter().map(|(b, _)| b.clone()).collect();
-        let bn = BnStore::new(base, PREFIX, &bn_names)?;
+        let tuned = TunedBackbone::new(base, PREFIX, |name| layout.is_tuned_bn_affine(name))?;
         let mut rng = SeededRng::derived(seed, "head");
         let (w, b) = linear_init(&mut rng, classes, layout.features, &device)?;
         let mut head = Trainables::new();
         head.insert(HEAD_WEIGHT, &w)?;
         head.insert(HEAD_BIAS, &b)?;
-        Ok(Self { base: base.clone(), layout, config: config.clone(), by_weight, masks, scales, bn, head, step: 0, total_steps })
+        let masks = KernelMasks { layout, config: config.clone(), by_weight, real, learned, step: 0, total_steps };
+        Ok(Self { masks, tuned, head })
     }
 
     /// The temperature at the current step: `τ₀ · (τ₁ / τ₀)^(step / (total − 1))`, from `tau`
     /// at the first step to `tau_final` at the last.
     pub fn tau(&self) -> f64 {
+        self.masks.tau()
+    }
+
+    /// The optimiser groups: masks at `train.lr`, learned scales at `scale_lr`, BN at `bn_lr`,
+    /// head at `head_lr` (each `None` falls back to `train.lr`).
+    pub fn param_groups(&self) -> Vec<ParamGroup> {
+        let config = &self.masks.config;
+        let base = config.train.optim();
+        let with_lr = |lr: Option<f64>| {
+            let mut s = base.clone();
+            s.lr = lr.unwrap_or(base.lr);
+            s
+        };
+        let mut groups = vec![
+            ParamGroup { vars: self.masks.real.vars(), settings: base.clone() },
+            ParamGroup { vars: self.masks.learned.vars(), settings: with_lr(config.scale_lr) },
+            ParamGroup { vars: self.tuned.vars().vars(), settings: with_lr(config.bn_lr) },
+            ParamGroup { vars: self.head.vars(), settings: with_lr(config.head_lr) },
+        ];
+        groups.retain(|g| !g.vars.is_empty());
+        groups
+    }
+
+    /// The new head on the features at [`FEATURE_TAP`].
+    fn head_logits(&self, features: &Tensor) -> Result<Tensor> {
+        let w = self.head.tensor(HEAD_WEIGHT).expect("head weight exists");
+        let b = self.head.tensor(HEAD_BIAS).expect("head bias exists");
+        linear(features, &w, &b)
+    }
+
+    /// The tensors a task stores: bit-packed `1[M^r > 0]` and `A^s` (stored dtype) per masked
+    /// conv, tuned BN, head.
+    pub fn delta_tensors(&self) -> Result<ParamMap> {
+        let mut out = ParamMap::new();
+        for (i, m) in self.masks.layout.masked.iter().enumerate() {
+            out.insert(m.bits_key(), pack_mask(&m.bits_key(), &hard_binary(&self.masks.real_mask(i))?)?);
+            if let Some(s) = self.masks.scale(i)? {
+                out.insert(m.scale_key(), s.detach().to_dtype(self.masks.config.scale_dtype.dtype())?);
+            }
+        }
+        out.extend(self.tuned.tensors()?);
+        out.extend(self.head.snapshot()?);
+        Ok(out)
+    }
+}
+
+impl KernelMasks {
+    /// The temperature at the current step (see [`KsmNet::tau`]).
+    fn tau(&self) -> f64 {
         let (t0, t1) = (self.config.tau, self.config.tau_final);
         if self.total_steps <= 1 || t0 == t1 {
             return t0;
@@ -258,102 +324,62 @@ impl KsmNet {
     }
 
     /// `M^r` of masked conv `i` (as used in the graph).
-    fn real(&self, i: usize) -> Tensor {
-        self.masks.tensor(&self.layout.masked[i].real_key()).expect("every masked conv has M^r")
+    fn real_mask(&self, i: usize) -> Tensor {
+        self.real.tensor(&self.layout.masked[i].real_key()).expect("every masked conv has M^r")
     }
 
     /// `A^s` of masked conv `i` (in the graph), `None` for `scale = "none"`.
     fn scale(&self, i: usize) -> Result<Option<Tensor>> {
-        let learned = self.scales.tensor(&self.layout.masked[i].learned_key());
-        scale_part(self.config.scale, &self.real(i), learned.as_ref(), self.config.scale_gain, self.config.mask_init)
+        let learned = self.learned.tensor(&self.layout.masked[i].learned_key());
+        scale_part(self.config.scale, &self.real_mask(i), learned.as_ref(), self.config.scale_gain, self.config.mask_init)
     }
 
     /// The training soft mask of masked conv `i`.
     fn soft_mask(&self, i: usize) -> Result<Tensor> {
-        soft_mask(&self.real(i), self.scale(i)?.as_ref(), self.tau())
+        soft_mask(&self.real_mask(i), self.scale(i)?.as_ref(), self.tau())
     }
 
     /// The evaluation mask of masked conv `i`: binary part and the stored (rounded) scale.
     fn eval_parts(&self, i: usize) -> Result<(Tensor, Option<Tensor>)> {
         let scale = self.scale(i)?.map(|s| rounded_scale(&s, self.config.scale_dtype)).transpose()?;
-        Ok((hard_binary(&self.real(i))?, scale))
+        Ok((hard_binary(&self.real_mask(i))?, scale))
     }
 
     fn eval_mask(&self, i: usize) -> Result<Tensor> {
         let (b, s) = self.eval_parts(i)?;
         eval_mask(&b, s.as_ref())
     }
-
-    /// The optimiser groups: masks at `train.lr`, learned scales at `scale_lr`, BN at `bn_lr`,
-    /// head at `head_lr` (each `None` falls back to `train.lr`).
-    pub fn param_groups(&self) -> Vec<ParamGroup> {
-        let base = self.config.train.optim();
-        let with_lr = |lr: Option<f64>| {
-            let mut s = base.clone();
-            s.lr = lr.unwrap_or(base.lr);
-            s
-        };
-        let mut groups = vec![
-            ParamGroup { vars: self.masks.vars(), settings: base.clone() },
-            ParamGroup { vars: self.scales.vars(), settings: with_lr(self.config.scale_lr) },
-            ParamGroup { vars: self.bn.vars(), settings: with_lr(self.config.bn_lr) },
-            ParamGroup { vars: self.head.vars(), settings: with_lr(self.config.head_lr) },
-        ];
-        groups.retain(|g| !g.vars.is_empty());
-        groups
-    }
-
-    fn logits(&self, x: &Tensor, train: bool) -> Result<(Tensor, Vec<BnBatchStats>)> {
-        let out = self.base.run(x, None, FEATURE_TAP, &[], &NetHooks { net: self, train })?;
-        let w = self.head.tensor(HEAD_WEIGHT).expect("head weight exists");
-        let b = self.head.tensor(HEAD_BIAS).expect("head bias exists");
-        Ok((linear(&out.output, &w, &b)?, out.bn_stats))
-    }
-
-    /// The tensors a task stores: bit-packed `1[M^r > 0]` and `A^s` (stored dtype) per masked
-    /// conv, tuned BN, head.
-    pub fn delta_tensors(&self) -> Result<ParamMap> {
-        let mut out = ParamMap::new();
-        for (i, m) in self.layout.masked.iter().enumerate() {
-            out.insert(m.bits_key(), pack_mask(&m.bits_key(), &hard_binary(&self.real(i))?)?);
-            if let Some(s) = self.scale(i)? {
-                out.insert(m.scale_key(), s.detach().to_dtype(self.config.scale_dtype.dtype())?);
-            }
-        }
-        out.extend(self.bn.tensors()?);
-        out.extend(self.head.snapshot()?);
-        Ok(out)
-    }
 }
 
 impl Trainable for KsmNet {
     fn train_logits(&mut self, x: &Tensor, _rng: &mut SeededRng) -> Result<Tensor> {
-        let (logits, stats) = self.logits(x, true)?;
-        self.bn.record(stats);
-        Ok(logits)
+        let hooks = MaskHooks { masks: &self.masks, train: true };
+        let f = self.tuned.forward_with(x, None, FEATURE_TAP, true, &hooks)?;
+        self.head_logits(&f)
     }
 
     fn eval_logits(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.logits(x, false)?.0.detach())
+        let f = self.tuned.eval_with(x, None, FEATURE_TAP, &MaskHooks { masks: &self.masks, train: false })?;
+        Ok(self.head_logits(&f)?.detach())
     }
 
     fn after_step(&mut self) -> Result<()> {
-        self.step += 1;
-        self.bn.apply_stats()
+        self.masks.step += 1;
+        self.tuned.apply_bn_stats()
     }
 
     fn state(&self) -> Result<ParamMap> {
-        let mut s = self.masks.snapshot()?;
-        s.extend(self.scales.snapshot()?);
-        s.extend(self.bn.tensors()?);
+        let mut s = self.masks.real.snapshot()?;
+        s.extend(self.masks.learned.snapshot()?);
+        s.extend(self.tuned.tensors()?);
         s.extend(self.head.snapshot()?);
         Ok(s)
     }
 
     fn set_state(&mut self, state: &ParamMap) -> Result<()> {
-        self.masks.restore(state)?;
-        self.scales.restore(state)?;
-        self.bn.set_tensors(state)?;
+        self.masks.real.restore(state)?;
+        self.masks.learned.restore(state)?;
+        self.tuned.set_tensors(state)?;
         self.head.restore(state)
     }
 }
@@ -454,8 +480,8 @@ impl KsmModel {
             overrides.insert(m.weight.clone(), apply_kernel_mask(backbone.param(&m.weight)?, &mask)?);
             masks.insert(m.weight.clone(), EvalMask { binary, scale });
         }
-        for (bn, c) in &layout.bns {
-            for (key, param, _) in stored_bn_tensors(PREFIX, bn, *c) {
+        for (bn, _) in &layout.bns {
+            for (key, param) in stored_bn_tensors(bn) {
                 overrides.insert(param, tensors[&key].to_device(device)?);
             }
         }

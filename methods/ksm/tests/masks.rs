@@ -4,12 +4,12 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use graft_core::backbone::{conv2d, ConvDef};
+use graft_core::bitpack::{pack_mask, unpack_mask};
 use graft_core::conformance::{tiny_source, tiny_task};
 use graft_core::init::SeededRng;
 use graft_core::{Backbone, FitContext, Source, TaskModel};
 use graft_ksm::mask::{apply_kernel_mask, scale_part, soft_mask};
 use graft_ksm::model::KsmNet;
-use graft_ksm::pack::{pack_mask, unpack_mask};
 use graft_ksm::{Ksm, KsmConfig, KsmModel, Layout, ScaleDType, ScaleKind};
 
 fn bits(t: &Tensor) -> Vec<u32> {
@@ -191,6 +191,8 @@ fn bad_packed_tensors_are_named_with_their_shapes() {
     }
     let err = unpack_mask(name, &Tensor::new(&[0u8, 0, 0b0001_0000], &dev).unwrap(), &shape, &dev).unwrap_err().to_string();
     assert!(err.contains(name) && err.contains("padding"), "{err}");
+    let err = pack_mask(name, &Tensor::new(&[[1f32, 0.25]], &dev).unwrap()).unwrap_err().to_string();
+    assert!(err.contains(name) && err.contains("not binary") && err.contains("entry 1 is 0.25"), "{err}");
     // A delta whose stored pieces do not fit is refused, naming each tensor.
     let source = tiny_source(5);
     let model = fitted(&source, ScaleKind::Mask, ScaleDType::F16);

@@ -6,18 +6,16 @@
 //! task's conv uses `W ⊙ B`. The threshold's gradient is replaced by the identity (a
 //! straight-through estimator, [`mask::binarize_ste`]), so `m` trains by Adam through `B`. A new
 //! head (and, with `tune_bn`, a per-task copy of every BatchNorm) trains alongside. A task stores
-//! its masks as bits ([`pack`], 8 weights per byte), its BN if tuned, and its head.
+//! its masks as bits ([`graft_core::bitpack`], 8 weights per byte), its BN if tuned, and its head.
 //!
 //! See `docs/methods/piggyback.md` for the equations, defaults and their sources.
 
 #![warn(missing_docs)]
 
-pub mod bn;
 pub mod config;
 pub mod error;
 pub mod mask;
 pub mod model;
-pub mod pack;
 
 pub use config::{MaskedConvs, PiggybackConfig};
 pub use error::PiggybackError;

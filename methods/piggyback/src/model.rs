@@ -2,14 +2,13 @@
 //! the straight-through binarisation) and its task model (binary masks unpacked from the stored
 //! bits, applied once to the frozen weights).
 
-use crate::bn::{stored_bn_tensors, BnStore};
 use crate::config::{MaskedConvs, PiggybackConfig};
 use crate::error::PiggybackError;
 use crate::mask::{apply_mask, binarize, binarize_ste};
-use crate::pack::{pack_mask, packed_len, unpack_mask};
 use crate::{NAME, PREFIX};
 use candle_core::{DType, Tensor};
-use graft_core::backbone::linear;
+use graft_core::backbone::{linear, TunedBackbone, BN_PARAMS};
+use graft_core::bitpack::{pack_mask, packed_len, unpack_mask};
 use graft_core::init::{linear_init, SeededRng};
 use graft_core::optim::ParamGroup;
 use graft_core::train::{train, Split};
@@ -114,6 +113,14 @@ impl Layout {
         masks + bn + 4 * (self.features + 1) * classes
     }
 
+    /// Whether the backbone parameter `name` is γ or β of a tuned BatchNorm (what
+    /// [`TunedBackbone`] makes trainable; their running statistics follow).
+    pub fn is_tuned_bn_affine(&self, name: &str) -> bool {
+        name.strip_suffix(".weight")
+            .or_else(|| name.strip_suffix(".bias"))
+            .is_some_and(|bn| self.bns.iter().any(|(b, _)| b == bn))
+    }
+
     /// Every stored tensor's name, dtype and shape (masks, BN, head), sorted by name.
     fn expected_tensors(&self, classes: usize) -> BTreeMap<String, (DType, Vec<usize>)> {
         let mut out = BTreeMap::new();
@@ -121,8 +128,8 @@ impl Layout {
             out.insert(m.bits_key(), (DType::U8, vec![packed_len(m.entries())]));
         }
         for (bn, c) in &self.bns {
-            for (key, _, shape) in stored_bn_tensors(PREFIX, bn, *c) {
-                out.insert(key, (DType::F32, shape));
+            for (key, _) in stored_bn_tensors(bn) {
+                out.insert(key, (DType::F32, vec![*c]));
             }
         }
         out.insert(HEAD_WEIGHT.into(), (DType::F32, vec![classes, self.features]));
@@ -151,36 +158,46 @@ pub fn fraction_of_fine_tune(stored_bytes: usize, backbone: &Backbone, classes: 
     stored_bytes as f64 / fine_tune_bytes(backbone, classes).max(1) as f64
 }
 
+/// The stored names of tuned BatchNorm `bn`'s four tensors, `piggyback.<bn>.{weight,bias,
+/// running_mean,running_var}` (as [`TunedBackbone`] names them), paired with the backbone parameter
+/// each replaces.
+fn stored_bn_tensors(bn: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    BN_PARAMS.iter().map(move |p| (format!("{PREFIX}{bn}.{p}"), format!("{bn}.{p}")))
+}
+
 /// The network trained by [`fit`]: frozen backbone, real-valued masks binarised with the
 /// straight-through estimator, optional per-task BN, new head.
 pub struct PiggybackNet {
-    base: Backbone,
     layout: Layout,
-    threshold: f64,
-    /// Masked weight name → its real-valued mask's key in `masks`.
-    by_weight: BTreeMap<String, String>,
-    masks: Trainables,
-    bn: BnStore,
+    masks: WeightMasks,
+    /// The frozen backbone with the tuned BNs' γ, β (trainable) and running statistics.
+    tuned: TunedBackbone,
     head: Trainables,
 }
 
-struct NetHooks<'a> {
-    net: &'a PiggybackNet,
+/// The real-valued masks of a [`PiggybackNet`].
+struct WeightMasks {
+    threshold: f64,
+    /// Masked weight name → its real-valued mask's key in `real`.
+    by_weight: BTreeMap<String, String>,
+    real: Trainables,
+}
+
+/// The outer hooks of [`PiggybackNet`]'s forward: `W ⊙ B` for the masked conv weights (through
+/// the straight-through estimator while training). The tuned BNs come from the
+/// [`TunedBackbone`] before these hooks are asked; everything else stays frozen.
+struct MaskHooks<'a> {
+    masks: &'a WeightMasks,
     train: bool,
 }
 
-impl Hooks for NetHooks<'_> {
+impl Hooks for MaskHooks<'_> {
     fn param(&self, name: &str, frozen: &Tensor) -> Result<Option<Tensor>> {
-        if let Some(key) = self.net.by_weight.get(name) {
-            let m = self.net.masks.tensor(key).expect("every masked weight has a mask");
-            let b = if self.train { binarize_ste(&m, self.net.threshold)? } else { binarize(&m, self.net.threshold)? };
-            return Ok(Some(apply_mask(frozen, &b)?));
-        }
-        Ok(self.net.bn.param(name))
-    }
-
-    fn bn_uses_batch_stats(&self, bn: &str) -> bool {
-        self.train && self.net.bn.is_tuned(bn)
+        let Some(key) = self.masks.by_weight.get(name) else { return Ok(None) };
+        let m = self.masks.real.tensor(key).expect("every masked weight has a mask");
+        let threshold = self.masks.threshold;
+        let b = if self.train { binarize_ste(&m, threshold)? } else { binarize(&m, threshold)? };
+        Ok(Some(apply_mask(frozen, &b)?))
     }
 }
 
@@ -188,20 +205,20 @@ impl PiggybackNet {
     /// A fresh net: every mask entry `mask_init`, BNs from the source, a seeded new head.
     pub fn new(config: &PiggybackConfig, base: &Backbone, layout: Layout, classes: usize, seed: u64) -> Result<Self> {
         let device = base.device().clone();
-        let mut masks = Trainables::new();
+        let mut real = Trainables::new();
         let mut by_weight = BTreeMap::new();
         for m in &layout.masked {
-            masks.insert(m.real_key(), &Tensor::full(config.mask_init as f32, m.shape.as_slice(), &device)?)?;
+            real.insert(m.real_key(), &Tensor::full(config.mask_init as f32, m.shape.as_slice(), &device)?)?;
             by_weight.insert(m.weight.clone(), m.real_key());
         }
-        let bn_names: Vec<String> = layout.bns.iter().map(|(b, _)| b.clone()).collect();
-        let bn = BnStore::new(base, PREFIX, &bn_names)?;
+        let tuned = TunedBackbone::new(base, PREFIX, |name| layout.is_tuned_bn_affine(name))?;
         let mut rng = SeededRng::derived(seed, "head");
         let (w, b) = linear_init(&mut rng, classes, layout.features, &device)?;
         let mut head = Trainables::new();
         head.insert(HEAD_WEIGHT, &w)?;
         head.insert(HEAD_BIAS, &b)?;
-        Ok(Self { base: base.clone(), layout, threshold: config.threshold, by_weight, masks, bn, head })
+        let masks = WeightMasks { threshold: config.threshold, by_weight, real };
+        Ok(Self { layout, masks, tuned, head })
     }
 
     /// The optimiser groups: masks at `train.lr`, BN at `bn_lr`, head at `head_lr`.
@@ -212,30 +229,30 @@ impl PiggybackNet {
             s.lr = lr.unwrap_or(base.lr);
             s
         };
-        let mut groups = vec![ParamGroup { vars: self.masks.vars(), settings: base.clone() }];
+        let mut groups = vec![ParamGroup { vars: self.masks.real.vars(), settings: base.clone() }];
         if !self.layout.bns.is_empty() {
-            groups.push(ParamGroup { vars: self.bn.vars(), settings: with_lr(config.bn_lr) });
+            groups.push(ParamGroup { vars: self.tuned.vars().vars(), settings: with_lr(config.bn_lr) });
         }
         groups.push(ParamGroup { vars: self.head.vars(), settings: with_lr(config.head_lr) });
         groups.retain(|g| !g.vars.is_empty());
         groups
     }
 
-    fn logits(&self, x: &Tensor, train: bool) -> Result<(Tensor, Vec<graft_core::backbone::BnBatchStats>)> {
-        let out = self.base.run(x, None, FEATURE_TAP, &[], &NetHooks { net: self, train })?;
+    /// The new head on the features at [`FEATURE_TAP`].
+    fn head_logits(&self, features: &Tensor) -> Result<Tensor> {
         let w = self.head.tensor(HEAD_WEIGHT).expect("head weight exists");
         let b = self.head.tensor(HEAD_BIAS).expect("head bias exists");
-        Ok((linear(&out.output, &w, &b)?, out.bn_stats))
+        linear(features, &w, &b)
     }
 
     /// The tensors a task stores: bit-packed `1[m > τ]` per masked conv, tuned BN, head.
     pub fn delta_tensors(&self) -> Result<ParamMap> {
         let mut out = ParamMap::new();
         for m in &self.layout.masked {
-            let real = self.masks.tensor(&m.real_key()).expect("every masked conv has a mask");
-            out.insert(m.bits_key(), pack_mask(&m.bits_key(), &binarize(&real, self.threshold)?)?);
+            let real = self.masks.real.tensor(&m.real_key()).expect("every masked conv has a mask");
+            out.insert(m.bits_key(), pack_mask(&m.bits_key(), &binarize(&real, self.masks.threshold)?)?);
         }
-        out.extend(self.bn.tensors()?);
+        out.extend(self.tuned.tensors()?);
         out.extend(self.head.snapshot()?);
         Ok(out)
     }
@@ -243,29 +260,30 @@ impl PiggybackNet {
 
 impl Trainable for PiggybackNet {
     fn train_logits(&mut self, x: &Tensor, _rng: &mut SeededRng) -> Result<Tensor> {
-        let (logits, stats) = self.logits(x, true)?;
-        self.bn.record(stats);
-        Ok(logits)
+        let hooks = MaskHooks { masks: &self.masks, train: true };
+        let f = self.tuned.forward_with(x, None, FEATURE_TAP, true, &hooks)?;
+        self.head_logits(&f)
     }
 
     fn eval_logits(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.logits(x, false)?.0.detach())
+        let f = self.tuned.eval_with(x, None, FEATURE_TAP, &MaskHooks { masks: &self.masks, train: false })?;
+        Ok(self.head_logits(&f)?.detach())
     }
 
     fn after_step(&mut self) -> Result<()> {
-        self.bn.apply_stats()
+        self.tuned.apply_bn_stats()
     }
 
     fn state(&self) -> Result<ParamMap> {
-        let mut s = self.masks.snapshot()?;
-        s.extend(self.bn.tensors()?);
+        let mut s = self.masks.real.snapshot()?;
+        s.extend(self.tuned.tensors()?);
         s.extend(self.head.snapshot()?);
         Ok(s)
     }
 
     fn set_state(&mut self, state: &ParamMap) -> Result<()> {
-        self.masks.restore(state)?;
-        self.bn.set_tensors(state)?;
+        self.masks.real.restore(state)?;
+        self.tuned.set_tensors(state)?;
         self.head.restore(state)
     }
 }
@@ -351,8 +369,8 @@ impl PiggybackModel {
             overrides.insert(m.weight.clone(), apply_mask(backbone.param(&m.weight)?, &mask)?);
             masks.insert(m.weight.clone(), mask);
         }
-        for (bn, c) in &layout.bns {
-            for (key, param, _) in stored_bn_tensors(PREFIX, bn, *c) {
+        for (bn, _) in &layout.bns {
+            for (key, param) in stored_bn_tensors(bn) {
                 overrides.insert(param, tensors[&key].to_device(device)?);
             }
         }

@@ -3,11 +3,11 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use graft_core::backbone::{conv2d, ConvDef};
+use graft_core::bitpack::{pack_mask, unpack_mask};
 use graft_core::conformance::{tiny_source, tiny_task};
 use graft_core::init::SeededRng;
 use graft_core::{Backbone, FitContext, Source, TaskModel};
 use graft_piggyback::mask::{binarize, binarize_ste};
-use graft_piggyback::pack::{pack_mask, unpack_mask};
 use graft_piggyback::{Piggyback, PiggybackConfig, PiggybackModel};
 
 fn bits(t: &Tensor) -> Vec<u32> {
