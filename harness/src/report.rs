@@ -65,6 +65,62 @@ fn seconds_per_epoch(r: &RunRecord) -> f64 {
     }
 }
 
+/// `key.path = value` for every leaf of a config (objects are walked, arrays and scalars are
+/// leaves written as compact JSON).
+fn flatten_config(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, String>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, child) in map {
+                let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                flatten_config(&path, child, out);
+            }
+        }
+        leaf => {
+            out.insert(prefix.to_string(), leaf.to_string());
+        }
+    }
+}
+
+/// Row labels for methods that ran with more than one config in `records`: the method name
+/// followed by the config keys whose values tell its variants apart, e.g.
+/// `piggyback (tune_bn=true, train.lr=0.0001)`; just the name when a method has one config.
+/// Keyed by (method, config hash).
+pub(crate) fn variant_labels<'a>(records: impl IntoIterator<Item = &'a RunRecord>) -> BTreeMap<(String, String), String> {
+    let mut configs: BTreeMap<&str, BTreeMap<&str, BTreeMap<String, String>>> = BTreeMap::new();
+    for r in records {
+        configs.entry(r.method.as_str()).or_default().entry(r.config_hash.as_str()).or_insert_with(|| {
+            let mut flat = BTreeMap::new();
+            flatten_config("", &r.config, &mut flat);
+            flat
+        });
+    }
+    let mut labels = BTreeMap::new();
+    for (method, variants) in configs {
+        let keys: BTreeSet<&String> = variants.values().flat_map(|f| f.keys()).collect();
+        let differing: Vec<&String> = keys
+            .into_iter()
+            .filter(|k| {
+                let mut values = variants.values().map(|f| f.get(*k));
+                let first = values.next().flatten();
+                values.any(|v| v != first)
+            })
+            .collect();
+        for (hash, flat) in &variants {
+            let label = if variants.len() == 1 {
+                method.to_string()
+            } else if differing.is_empty() {
+                format!("{method} (cfg {hash})")
+            } else {
+                let parts: Vec<String> =
+                    differing.iter().map(|k| format!("{k}={}", flat.get(*k).map_or("–", |v| v.as_str()))).collect();
+                format!("{method} ({})", parts.join(", "))
+            };
+            labels.insert((method.to_string(), hash.to_string()), label);
+        }
+    }
+    labels
+}
+
 /// Renders `records` as markdown. Duplicate keys keep the last record. `method_order` is the
 /// registry order (e.g. the names of `graft_core::registry::methods()`).
 pub fn render(records: &[RunRecord], method_order: &[&str]) -> String {
@@ -85,6 +141,7 @@ pub fn render(records: &[RunRecord], method_order: &[&str]) -> String {
         }
     }
 
+    let labels = variant_labels(by_key.values().copied());
     let mut out = String::new();
     let suites: BTreeSet<&str> = records.iter().map(|r| r.suite.as_str()).collect();
     let _ = writeln!(out, "# graft results\n");
@@ -141,11 +198,6 @@ pub fn render(records: &[RunRecord], method_order: &[&str]) -> String {
                 .or_default()
                 .push(r);
         }
-        let variants: BTreeMap<String, usize> =
-            cells.keys().fold(BTreeMap::new(), |mut m, ((_, name), _)| {
-                *m.entry(name.clone()).or_default() += 1;
-                m
-            });
         let rows: Vec<Row> = cells
             .iter()
             .map(|(((_, method), hash), rs)| {
@@ -154,11 +206,7 @@ pub fn render(records: &[RunRecord], method_order: &[&str]) -> String {
                     rs.iter().map(|r| f(r)).sum::<f64>() / rs.len() as f64
                 };
                 Row {
-                    label: if variants[method] > 1 {
-                        format!("{method} (cfg {hash})")
-                    } else {
-                        method.clone()
-                    },
+                    label: labels[&(method.clone(), hash.clone())].clone(),
                     acc: mean_std(&accs),
                     n: rs.len(),
                     params: avg(&|r| r.footprint.trainable_params as f64),
@@ -215,11 +263,12 @@ pub fn render(records: &[RunRecord], method_order: &[&str]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use graft_core::Footprint;
 
-    fn rec(method: &str, seed: u64, acc: f32) -> RunRecord {
+    /// A run record with 4 epochs of 0.25 s each and no validation accuracy.
+    pub(crate) fn rec(method: &str, seed: u64, acc: f32) -> RunRecord {
         RunRecord {
             key: format!("s/t/{method}/s{seed}/h"),
             suite: "q".into(),
@@ -263,6 +312,25 @@ mod tests {
             git_commit: None,
             timestamp: 0,
         }
+    }
+
+    #[test]
+    fn variants_of_a_method_are_labelled_by_the_config_keys_that_differ() {
+        let mut a = rec("piggyback", 0, 0.5);
+        a.config = serde_json::json!({"tune_bn": false, "threshold": 0.005, "train": {"lr": 0.001, "epochs": 8}});
+        a.config_hash = "aaaa".into();
+        a.key = "s/t/piggyback/s0/aaaa".into();
+        let mut b = rec("piggyback", 0, 0.8);
+        b.config = serde_json::json!({"tune_bn": true, "threshold": 0.005, "train": {"lr": 0.0001, "epochs": 8}});
+        b.config_hash = "bbbb".into();
+        b.key = "s/t/piggyback/s0/bbbb".into();
+        let c = rec("fine-tune", 0, 0.9);
+        let labels = variant_labels([&a, &b, &c]);
+        assert_eq!(labels[&("piggyback".into(), "aaaa".into())], "piggyback (train.lr=0.001, tune_bn=false)");
+        assert_eq!(labels[&("piggyback".into(), "bbbb".into())], "piggyback (train.lr=0.0001, tune_bn=true)");
+        assert_eq!(labels[&("fine-tune".into(), "h".into())], "fine-tune");
+        let md = render(&[a, b, c], &["fine-tune", "piggyback"]);
+        assert!(md.contains("| piggyback (train.lr=0.0001, tune_bn=true) | 80.00"), "{md}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! report shows final accuracy per task, forgetting, bytes per task and training time.
 
 use crate::results::RunRecord;
-use crate::report::human_bytes;
+use crate::report::{human_bytes, variant_labels};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -63,16 +63,15 @@ pub fn step_key(source: &str, sequence: &str, step: usize, method: &str, seed: u
 
 /// Seconds until the validation accuracy first reached its final value (the whole training
 /// time when there is no validation split).
-fn seconds_to_final(r: &RunRecord) -> f64 {
-    let last = r.epochs.last().and_then(|e| e.val_acc);
-    match last {
-        Some(fin) => r
-            .epochs
-            .iter()
-            .find(|e| e.val_acc.is_some_and(|a| a >= fin))
-            .map_or(r.train_seconds as f64, |e| e.elapsed_sec as f64),
-        None => r.train_seconds as f64,
-    }
+/// Seconds and epochs (1-based, over every training phase) until the run's validation accuracy
+/// first reached its final value; the whole run when there is no validation split.
+fn to_final(r: &RunRecord) -> (f64, f64) {
+    let whole = (r.train_seconds as f64, r.epochs.len() as f64);
+    let Some(fin) = r.epochs.last().and_then(|e| e.val_acc) else { return whole };
+    r.epochs
+        .iter()
+        .position(|e| e.val_acc.is_some_and(|a| a >= fin))
+        .map_or(whole, |i| (r.epochs[i].elapsed_sec as f64, (i + 1) as f64))
 }
 
 fn mean(xs: &[f64]) -> f64 {
@@ -93,6 +92,7 @@ struct SequenceRow {
     bytes: Vec<f64>,
     train_s: Vec<f64>,
     to_final_s: Vec<f64>,
+    to_final_epochs: Vec<f64>,
 }
 
 /// Markdown for every sequence in `seqs`, with bytes and times from the grid `runs`;
@@ -118,6 +118,7 @@ pub fn render(seqs: &[SequenceRecord], runs: &[RunRecord], method_order: &[&str]
             .or_default()
             .insert(s.step, s);
     }
+    let labels = variant_labels(runs);
     let mut out = String::new();
     for ((sequence, source), rows) in groups {
         // The task order: the longest sequence seen.
@@ -134,12 +135,13 @@ pub fn render(seqs: &[SequenceRecord], runs: &[RunRecord], method_order: &[&str]
             "Tasks learned in order: {}. Test accuracy % of every task after the last one (mean ± std over seeds); \
              forgetting = the largest drop of any task from just after it was learned to the end, in points; \
              bytes stored per task and the ratio to fine-tune's; training seconds summed over the tasks, and until each \
-             task's validation accuracy first reached its final value. Complete (method, seed) sequences only.\n",
+             task's validation accuracy first reached its final value (seconds summed, epochs averaged over tasks: \
+             unlike seconds, epochs do not depend on the machine's load). Complete (method, seed) sequences only.\n",
             tasks.join(" → ")
         );
         let mut table: Vec<(String, SequenceRow)> = Vec::new();
         for (((_, method), hash), seeds) in &rows {
-            let mut row = SequenceRow { final_acc: vec![Vec::new(); tasks.len()], forgetting: vec![], identical: true, bytes: vec![], train_s: vec![], to_final_s: vec![] };
+            let mut row = SequenceRow { final_acc: vec![Vec::new(); tasks.len()], forgetting: vec![], identical: true, bytes: vec![], train_s: vec![], to_final_s: vec![], to_final_epochs: vec![] };
             for (seed, steps) in seeds {
                 let Some(last) = steps.get(&(tasks.len().saturating_sub(1))) else { continue };
                 if steps.len() != tasks.len() || last.accuracies.len() != tasks.len() {
@@ -155,30 +157,32 @@ pub fn render(seqs: &[SequenceRecord], runs: &[RunRecord], method_order: &[&str]
                     if let Some(r) = run_of.get(&(source, a.task.as_str(), *method, *seed, *hash)) {
                         row.bytes.push(r.footprint.stored_bytes as f64);
                         row.train_s.push(r.train_seconds as f64);
-                        row.to_final_s.push(seconds_to_final(r));
+                        let (secs, epochs) = to_final(r);
+                        row.to_final_s.push(secs);
+                        row.to_final_epochs.push(epochs);
                     }
                 }
                 row.forgetting.push(worst);
             }
             if !row.forgetting.is_empty() {
-                let label = if rows.keys().filter(|((_, m), _)| m == method).count() > 1 { format!("{method} (cfg {hash})") } else { method.to_string() };
+                let label = labels.get(&(method.to_string(), hash.to_string())).cloned().unwrap_or_else(|| method.to_string());
                 table.push((label, row));
             }
         }
         let ft_bytes = table.iter().find(|(l, _)| l == "fine-tune").map(|(_, r)| mean(&r.bytes));
         let _ = writeln!(
             out,
-            "| method | {} | mean | forgetting | identical logits | bytes/task | × fine-tune | train s | s to final acc | seeds |",
+            "| method | {} | mean | forgetting | identical logits | bytes/task | × fine-tune | train s | s to final acc | epochs to final | seeds |",
             tasks.join(" | ")
         );
-        let _ = writeln!(out, "|---|{}---:|---:|---|---:|---:|---:|---:|---:|", "---:|".repeat(tasks.len()));
+        let _ = writeln!(out, "|---|{}---:|---:|---|---:|---:|---:|---:|---:|---:|", "---:|".repeat(tasks.len()));
         for (label, r) in &table {
             let per_task: Vec<String> = r.final_acc.iter().map(|a| mean_std(a)).collect();
             let means: Vec<f64> = (0..r.forgetting.len()).map(|s| mean(&r.final_acc.iter().map(|a| a[s]).collect::<Vec<_>>())).collect();
             let seeds = r.forgetting.len() as f64;
             let _ = writeln!(
                 out,
-                "| {label} | {} | {} | {:.2} | {} | {} | {} | {:.1} | {:.1} | {} |",
+                "| {label} | {} | {} | {:.2} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {} |",
                 per_task.join(" | "),
                 mean_std(&means),
                 r.forgetting.iter().cloned().fold(0.0, f64::max),
@@ -187,10 +191,29 @@ pub fn render(seqs: &[SequenceRecord], runs: &[RunRecord], method_order: &[&str]
                 ft_bytes.map_or("–".into(), |f| format!("{:.4}", mean(&r.bytes) / f)),
                 r.train_s.iter().sum::<f64>() / seeds,
                 r.to_final_s.iter().sum::<f64>() / seeds,
+                mean(&r.to_final_epochs),
                 r.forgetting.len()
             );
         }
         let _ = writeln!(out);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::to_final;
+    use crate::report::tests::rec;
+
+    #[test]
+    fn time_to_final_is_the_first_epoch_that_reaches_the_final_validation_accuracy() {
+        let mut r = rec("ksm", 0, 0.9);
+        assert_eq!(to_final(&r), (2.0, 4.0), "no validation split: the whole run");
+        for (e, acc) in r.epochs.iter_mut().zip([0.5, 0.8, 0.7, 0.8]) {
+            e.val_acc = Some(acc);
+        }
+        assert_eq!(to_final(&r), (0.5, 2.0));
+        r.epochs[3].val_acc = Some(0.9);
+        assert_eq!(to_final(&r), (1.0, 4.0));
+    }
 }
