@@ -248,6 +248,21 @@ impl Backbone {
         self.units[start..].iter().flat_map(|u| u.unit.param_shapes()).map(|(n, _)| n).collect()
     }
 
+    /// Bytes of a full fine-tuned copy for a `classes`-way task, as the `fine-tune` baseline
+    /// stores it: every tensor except the source head (BN running statistics included) plus a
+    /// new f32 head on the `pool` features. The yardstick for a method's stored bytes.
+    pub fn fine_tuned_bytes(&self, classes: usize) -> usize {
+        let head: std::collections::BTreeSet<String> = self.head_params().into_iter().collect();
+        let body: usize = self
+            .params
+            .iter()
+            .filter(|(k, _)| !head.contains(*k))
+            .map(|(_, t)| t.elem_count() * t.dtype().size_in_bytes())
+            .sum();
+        let features = self.tap("pool").map(|t| t.channels).unwrap_or(0);
+        body + 4 * (features + 1) * classes
+    }
+
     /// Every parameter and BN buffer by name.
     pub fn params(&self) -> &ParamMap {
         &self.params

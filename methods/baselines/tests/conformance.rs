@@ -57,6 +57,17 @@ fn fine_tune_conforms() {
     });
 }
 
+/// `Backbone::fine_tuned_bytes`, the yardstick other methods divide their stored bytes by, is
+/// exactly what the `fine-tune` baseline stores.
+#[test]
+fn fine_tuned_bytes_is_what_fine_tune_stores() {
+    let source = graft_core::conformance::tiny_source(5);
+    let task = graft_core::conformance::tiny_task(5);
+    let method = graft_core::registry::build("fine-tune", Some(&json!({ "train": { "epochs": 1, "batch_size": 16 } }))).unwrap();
+    let model = method.fit(&source, &task, &mut graft_core::FitContext::new(candle_core::Device::Cpu, 1)).unwrap();
+    assert_eq!(model.footprint().stored_bytes, source.backbone.fine_tuned_bytes(task.num_classes));
+}
+
 #[test]
 fn scratch_conforms() {
     check(&Case {

@@ -23,7 +23,7 @@ pub mod model;
 
 pub use config::{KsmConfig, MaskedConvs, ScaleDType, ScaleKind};
 pub use error::KsmError;
-pub use model::{fine_tune_bytes, fraction_of_fine_tune, EvalMask, KsmModel, Layout, MaskedConv};
+pub use model::{EvalMask, KsmModel, Layout, MaskedConv};
 
 use graft_core::registry::{default_config_json, parse_config, MethodEntry};
 use graft_core::{Delta, FitContext, Result, Source, Task, TaskModel, TransferMethod};

@@ -174,26 +174,6 @@ impl Layout {
     }
 }
 
-/// Bytes of a full fine-tuned copy for `classes` classes, as the `fine-tune` baseline stores it:
-/// every backbone tensor except the source head (BN running statistics included) plus the new
-/// head, all f32.
-pub fn fine_tune_bytes(backbone: &Backbone, classes: usize) -> usize {
-    let head: BTreeSet<String> = backbone.head_params().into_iter().collect();
-    let body: usize = backbone
-        .params()
-        .iter()
-        .filter(|(k, _)| !head.contains(*k))
-        .map(|(_, t)| t.elem_count() * t.dtype().size_in_bytes())
-        .sum();
-    let features = backbone.tap(FEATURE_TAP).map(|t| t.channels).unwrap_or(0);
-    body + 4 * (features + 1) * classes
-}
-
-/// `stored_bytes` as a fraction of [`fine_tune_bytes`] (e.g. 0.06 = 6 % of a fine-tuned copy).
-pub fn fraction_of_fine_tune(stored_bytes: usize, backbone: &Backbone, classes: usize) -> f64 {
-    stored_bytes as f64 / fine_tune_bytes(backbone, classes).max(1) as f64
-}
-
 /// The stored names of tuned BatchNorm `bn`'s four tensors, `ksm.<bn>.{weight,bias,running_mean,
 /// running_var}` (as [`TunedBackbone`] names them), paired with the backbone parameter each replaces.
 fn stored_bn_tensors(bn: &str) -> impl Iterator<Item = (String, String)> + '_ {
@@ -510,9 +490,9 @@ impl KsmModel {
         &self.config
     }
 
-    /// Stored bytes as a fraction of a full fine-tuned copy ([`fine_tune_bytes`]).
+    /// Stored bytes as a fraction of a full fine-tuned copy ([`Backbone::fine_tuned_bytes`]).
     pub fn fraction_of_fine_tune(&self) -> f64 {
-        fraction_of_fine_tune(self.footprint().stored_bytes, &self.source.backbone, self.num_classes)
+        self.footprint().stored_bytes as f64 / self.source.backbone.fine_tuned_bytes(self.num_classes).max(1) as f64
     }
 
     /// Fraction of kernels kept (`M^b = 1`) over all masked convs.

@@ -19,7 +19,7 @@ pub mod model;
 
 pub use config::{MaskedConvs, PiggybackConfig};
 pub use error::PiggybackError;
-pub use model::{fine_tune_bytes, fraction_of_fine_tune, Layout, MaskedConv, PiggybackModel};
+pub use model::{Layout, MaskedConv, PiggybackModel};
 
 use graft_core::registry::{default_config_json, parse_config, MethodEntry};
 use graft_core::{Delta, FitContext, Result, Source, Task, TaskModel, TransferMethod};
