@@ -263,6 +263,11 @@ impl Backbone {
         body + 4 * (features + 1) * classes
     }
 
+    /// `stored_bytes` as a fraction of [`Backbone::fine_tuned_bytes`] (0.05 = 5 % of a copy).
+    pub fn fine_tuned_fraction(&self, stored_bytes: usize, classes: usize) -> f64 {
+        stored_bytes as f64 / self.fine_tuned_bytes(classes).max(1) as f64
+    }
+
     /// Every parameter and BN buffer by name.
     pub fn params(&self) -> &ParamMap {
         &self.params

@@ -492,7 +492,7 @@ impl KsmModel {
 
     /// Stored bytes as a fraction of a full fine-tuned copy ([`Backbone::fine_tuned_bytes`]).
     pub fn fraction_of_fine_tune(&self) -> f64 {
-        self.footprint().stored_bytes as f64 / self.source.backbone.fine_tuned_bytes(self.num_classes).max(1) as f64
+        self.source.backbone.fine_tuned_fraction(self.footprint().stored_bytes, self.num_classes)
     }
 
     /// Fraction of kernels kept (`M^b = 1`) over all masked convs.
