@@ -3,7 +3,7 @@
 //! A method crate lists one [`Case`] per configuration worth checking and calls [`check`] on
 //! each. The checks are the invariants every transfer method must keep: the source is never
 //! modified, only the method's own parameters are stored, save→load reproduces the logits
-//! bit for bit, configs round-trip and reject unknown keys, and the reported footprint matches
+//! bit for bit (without the source too, for a model that needs none), configs round-trip and reject unknown keys, and the reported footprint matches
 //! the stored delta and the method's documented parameter-count formula.
 
 use crate::backbone::{Arch, BackboneSpec, InputSpec};
@@ -154,6 +154,17 @@ pub fn check(case: &Case) {
     let loaded = registry::load_task_model(&source, &path, &dev).unwrap_or_else(|e| panic!("{m}: load failed: {e}"));
     assert!(first == logits(loaded.as_ref(), &x), "{m}: save→load changed the logits");
     assert_eq!(loaded.footprint(), fp, "{m}: footprint changed by save→load");
+
+    // A model that needs no source reloads from its file alone, to the same logits.
+    if !model.needs_source() {
+        assert!(!delta.needs_source, "{m}: the delta of a standalone model says it needs its source");
+        let alone = registry::load_standalone(&path, &dev).unwrap_or_else(|e| panic!("{m}: standalone load failed: {e}"));
+        assert!(first == logits(alone.as_ref(), &x), "{m}: standalone load changed the logits");
+        assert_eq!(alone.footprint(), fp, "{m}: footprint changed by the standalone load");
+    } else {
+        let err = registry::load_standalone(&path, &dev).err().unwrap_or_else(|| panic!("{m}: loaded without its source"));
+        assert!(err.to_string().contains("source"), "{m}: standalone-load error does not say it needs the source: {err}");
+    }
 
     // A delta refuses a different source.
     let other = tiny_source(8);

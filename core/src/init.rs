@@ -91,6 +91,47 @@ pub fn kaiming_conv(
     rng.normal((out_c, in_per_group, kh, kw), std, device)
 }
 
+/// `(fan_in, fan_out)` of a weight as PyTorch computes them: `shape[1]·receptive` and
+/// `shape[0]·receptive`, where `receptive` is the product of the dims after the first two (1 for
+/// a linear weight). A depthwise conv `(c, 1, k, k)` has fan-in `k²` and fan-out `c·k²`.
+pub fn fans(shape: &[usize]) -> (usize, usize) {
+    let receptive: usize = shape.iter().skip(2).product();
+    let fan_out = shape.first().copied().unwrap_or(1) * receptive;
+    let fan_in = shape.get(1).copied().unwrap_or(1) * receptive;
+    (fan_in, fan_out)
+}
+
+/// Xavier/Glorot-uniform weight (Glorot & Bengio 2010): U(±a) with
+/// `a = gain·√(6 / (fan_in + fan_out))` ([`fans`]), as `torch.nn.init.xavier_uniform_`.
+pub fn xavier_uniform(rng: &mut SeededRng, shape: &[usize], gain: f64, device: &Device) -> Result<Tensor> {
+    let (fan_in, fan_out) = fans(shape);
+    let a = gain * (6.0 / (fan_in + fan_out) as f64).sqrt();
+    rng.uniform(shape, -a, a, device)
+}
+
+/// Xavier/Glorot-normal weight: N(0, std²) with `std = gain·√(2 / (fan_in + fan_out))`
+/// ([`fans`]), as `torch.nn.init.xavier_normal_`.
+pub fn xavier_normal(rng: &mut SeededRng, shape: &[usize], gain: f64, device: &Device) -> Result<Tensor> {
+    let (fan_in, fan_out) = fans(shape);
+    let std = gain * (2.0 / (fan_in + fan_out) as f64).sqrt();
+    rng.normal(shape, std, device)
+}
+
+/// How a freshly built network's conv and linear weights are drawn (BN always starts at the
+/// identity: weight 1, bias 0, running mean 0, running variance 1).
+#[derive(serde::Serialize, serde::Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum WeightInit {
+    /// Kaiming-normal convs (fan-out, ReLU gain) and PyTorch-default linear layers
+    /// (U(±1/√in) weight and bias), as torchvision initialises ResNets.
+    #[default]
+    Kaiming,
+    /// Xavier-uniform conv and linear weights (gain 1), zero biases.
+    XavierUniform,
+    /// Xavier-normal conv and linear weights (gain 1), zero biases.
+    XavierNormal,
+}
+
 /// A linear layer `(weight (out, in), bias (out,))` with PyTorch's default U(±1/√in) init.
 pub fn linear_init(rng: &mut SeededRng, out_f: usize, in_f: usize, device: &Device) -> Result<(Tensor, Tensor)> {
     let bound = 1.0 / (in_f as f64).sqrt();
@@ -119,6 +160,27 @@ mod tests {
         let var = v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / v.len() as f64;
         assert!(mean.abs() < 0.02, "mean {mean}");
         assert!((var - 4.0).abs() < 0.05, "var {var}");
+    }
+
+    #[test]
+    fn fans_follow_pytorch() {
+        assert_eq!(fans(&[64, 32, 3, 3]), (288, 576));
+        assert_eq!(fans(&[10, 100]), (100, 10));
+        assert_eq!(fans(&[16, 1, 3, 3]), (9, 144));
+    }
+
+    #[test]
+    fn xavier_bounds_and_variance_match_glorot() {
+        // (64, 32, 3, 3): fan_in 288, fan_out 576, a = √(6/864) = 0.0833, std = √(2/864) = 0.0481.
+        let dev = Device::Cpu;
+        let u = xavier_uniform(&mut SeededRng::new(0), &[64, 32, 3, 3], 1.0, &dev).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let a = (6.0f32 / 864.0).sqrt();
+        assert!(u.iter().all(|&x| x.abs() <= a), "uniform outside ±{a}");
+        assert!(u.iter().any(|&x| x.abs() > 0.95 * a), "uniform never near its bound {a}");
+        let n = xavier_normal(&mut SeededRng::new(0), &[64, 32, 3, 3], 1.0, &dev).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let var = n.iter().map(|&x| (x as f64).powi(2)).sum::<f64>() / n.len() as f64;
+        let want = 2.0 / 864.0;
+        assert!((var / want - 1.0).abs() < 0.05, "normal variance {var}, want {want}");
     }
 
     #[test]

@@ -2,11 +2,12 @@
 //! (the fitted per-task delta).
 
 use crate::checkpoint::{
-    read_safetensors, require_kind, require_meta, write_safetensors, Source, GRAFT_VERSION, KEY_KIND, KEY_VERSION,
+    read_safetensors, require_kind, require_meta, write_safetensors, Source, GRAFT_VERSION, KEY_BACKBONE, KEY_KIND, KEY_VERSION,
 };
+use crate::backbone::BackboneSpec;
 use crate::error::{GraftError, Result};
 use crate::params::ParamMap;
-use crate::train::EpochMetrics;
+use crate::train::{CurvePoint, EpochMetrics};
 use crate::data::Task;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,9 @@ pub const KEY_CONFIG: &str = "graft.config";
 pub const KEY_SOURCE_HASH: &str = "graft.source_hash";
 /// Metadata key of the number of classes of a delta's task.
 pub const KEY_NUM_CLASSES: &str = "graft.num_classes";
+/// Metadata key saying whether a delta needs its source at inference (`true` or `false`;
+/// absent in older deltas, which all need it).
+pub const KEY_NEEDS_SOURCE: &str = "graft.needs_source";
 
 /// What a fitted task model costs. Reported for every method in every run.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -50,13 +54,26 @@ pub struct FitContext<'a> {
     pub on_epoch: Option<&'a mut dyn FnMut(&EpochMetrics)>,
     /// How frozen-source features are cached for methods that train after a tap.
     pub features: crate::features::FeatureCache,
+    /// Evaluate validation accuracy every this many optimiser steps (and before the first and
+    /// after the last), giving a convergence curve; `None`: only after every epoch.
+    pub eval_every_steps: Option<usize>,
+    /// Called with every point of the convergence curve (see `eval_every_steps`).
+    pub on_curve: Option<&'a mut dyn FnMut(&CurvePoint)>,
 }
 
 impl<'a> FitContext<'a> {
-    /// A context on `device` with `seed`, no progress bar, no callback and the default
-    /// in-memory feature cache.
+    /// A context on `device` with `seed`, no progress bar, no callbacks, no per-step evaluation
+    /// and the default in-memory feature cache.
     pub fn new(device: Device, seed: u64) -> Self {
-        Self { device, seed, progress: false, on_epoch: None, features: crate::features::FeatureCache::default() }
+        Self {
+            device,
+            seed,
+            progress: false,
+            on_epoch: None,
+            features: crate::features::FeatureCache::default(),
+            eval_every_steps: None,
+            on_curve: None,
+        }
     }
 }
 
@@ -97,6 +114,25 @@ pub trait TaskModel: Send {
     /// Hash of the source this model was fitted on.
     fn source_hash(&self) -> &str;
 
+    /// Whether inference needs the frozen source. `false` for a model that is a whole network of
+    /// its own (TLI's student): its delta then loads and runs without the source
+    /// ([`TransferMethod::load_standalone`]).
+    fn needs_source(&self) -> bool {
+        true
+    }
+
+    /// The spec of the whole network the delta's tensors form, stored with the delta so a model
+    /// that needs no source can be rebuilt from the file alone; `None` for models on a source.
+    fn backbone_spec(&self) -> Option<BackboneSpec> {
+        None
+    }
+
+    /// Method-specific figures worth recording with the run (e.g. TLI's teacher→student score),
+    /// by name; empty by default.
+    fn metrics(&self) -> BTreeMap<String, f64> {
+        BTreeMap::new()
+    }
+
     /// The delta as a value: tensors plus what is needed to load them again.
     fn delta(&self) -> Result<Delta> {
         Ok(Delta {
@@ -104,6 +140,8 @@ pub trait TaskModel: Send {
             config: self.config_json(),
             source_hash: self.source_hash().to_string(),
             num_classes: self.num_classes(),
+            needs_source: self.needs_source(),
+            backbone: self.backbone_spec(),
             tensors: self.delta_tensors()?,
         })
     }
@@ -125,6 +163,12 @@ pub struct Delta {
     pub source_hash: String,
     /// Number of classes of the task.
     pub num_classes: usize,
+    /// Whether the model needs the source at inference; `false`: the delta is a whole network
+    /// and `source_hash` only records where it came from.
+    pub needs_source: bool,
+    /// The spec of the network the tensors form, for a delta that is a whole network
+    /// (stored as `graft.backbone`, like a source's).
+    pub backbone: Option<BackboneSpec>,
     /// The trained tensors.
     pub tensors: ParamMap,
 }
@@ -144,6 +188,12 @@ impl Delta {
         meta.insert(KEY_CONFIG.into(), self.config.to_string());
         meta.insert(KEY_SOURCE_HASH.into(), self.source_hash.clone());
         meta.insert(KEY_NUM_CLASSES.into(), self.num_classes.to_string());
+        if !self.needs_source {
+            meta.insert(KEY_NEEDS_SOURCE.into(), "false".into());
+        }
+        if let Some(spec) = &self.backbone {
+            meta.insert(KEY_BACKBONE.into(), serde_json::to_string(spec).expect("spec serialises"));
+        }
         write_safetensors(path, &self.tensors, &meta)?;
         Ok(())
     }
@@ -159,7 +209,23 @@ impl Delta {
         let num_classes = require_meta(&file.metadata, KEY_NUM_CLASSES, path)?
             .parse()
             .map_err(|e| GraftError::checkpoint(path, format!("metadata '{KEY_NUM_CLASSES}' is not a number: {e}")))?;
-        Ok(Self { method, config, source_hash, num_classes, tensors: file.tensors })
+        let needs_source = match file.metadata.get(KEY_NEEDS_SOURCE).map(String::as_str) {
+            None | Some("true") => true,
+            Some("false") => false,
+            Some(other) => {
+                return Err(GraftError::checkpoint(
+                    path,
+                    format!("metadata '{KEY_NEEDS_SOURCE}' must be 'true' or 'false', got '{other}'"),
+                ))
+            }
+        };
+        let backbone = match file.metadata.get(KEY_BACKBONE) {
+            None => None,
+            Some(json) => Some(serde_json::from_str(json).map_err(|e| {
+                GraftError::checkpoint(path, format!("metadata '{KEY_BACKBONE}' is not a valid backbone spec: {e}"))
+            })?),
+        };
+        Ok(Self { method, config, source_hash, num_classes, needs_source, backbone, tensors: file.tensors })
     }
 
     /// Checks the delta was made on `source` by `method`.
@@ -213,6 +279,17 @@ pub trait TransferMethod: Send + Sync {
 
     /// Rebuilds a task model from its stored delta over `source`.
     fn load(&self, source: &Source, delta: &Delta) -> Result<Box<dyn TaskModel>>;
+
+    /// Rebuilds a task model from a delta that needs no source ([`Delta::needs_source`] false).
+    /// The default refuses: the method's models need their source.
+    fn load_standalone(&self, delta: &Delta) -> Result<Box<dyn TaskModel>> {
+        Err(GraftError::Incompatible(format!(
+            "method '{}' needs its source to load a delta (the delta of method '{}' was saved with needs_source = {})",
+            self.name(),
+            delta.method,
+            delta.needs_source
+        )))
+    }
 
     /// Whether the method can serve many tasks from one source forward pass.
     fn shares_source(&self) -> bool {

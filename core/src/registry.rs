@@ -117,6 +117,22 @@ pub fn load_task_model(source: &Source, path: &Path, device: &Device) -> Result<
     method.load(source, &delta)
 }
 
+/// Loads a saved task model that needs no source (its delta says `needs_source = false`, e.g. a
+/// TLI student): reads the delta, rebuilds its method and restores the model on its own. A delta
+/// that needs its source is refused with a message saying to use [`load_task_model`].
+pub fn load_standalone(path: &Path, device: &Device) -> Result<Box<dyn TaskModel>> {
+    let delta = Delta::load(path, device)?;
+    if delta.needs_source {
+        return Err(GraftError::checkpoint(
+            path,
+            format!("the delta of method '{}' needs its source; load it with the source it was fitted on", delta.method),
+        ));
+    }
+    let method = build(&delta.method, Some(&delta.config))
+        .map_err(|e| GraftError::checkpoint(path, format!("stored config cannot be used: {e}")))?;
+    method.load_standalone(&delta)
+}
+
 #[cfg(test)]
 mod tests {
     use super::overlay;

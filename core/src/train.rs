@@ -148,6 +148,21 @@ pub struct EpochMetrics {
     pub elapsed_sec: f32,
 }
 
+/// One point of a convergence curve: validation accuracy after `step` optimiser steps.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct CurvePoint {
+    /// Optimiser steps taken so far (0: the initialisation, before any update).
+    pub step: usize,
+    /// Epoch the step falls in (from 0).
+    pub epoch: usize,
+    /// Accuracy on the validation split, in [0, 1].
+    pub val_acc: f32,
+    /// Mean training loss over the steps since the previous point (null at step 0).
+    pub train_loss: Option<f32>,
+    /// Seconds since training started (evaluation time included).
+    pub elapsed_sec: f32,
+}
+
 /// Summary of a training run.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct TrainReport {
@@ -157,6 +172,9 @@ pub struct TrainReport {
     pub best_epoch: usize,
     /// Whether early stopping ended the run.
     pub stopped_early: bool,
+    /// Validation accuracy against step, when the context asked for it
+    /// ([`FitContext::eval_every_steps`]).
+    pub curve: Vec<CurvePoint>,
     /// Wall-clock seconds.
     pub seconds: f32,
 }
@@ -236,6 +254,30 @@ pub fn train(
     let mut best: Option<(f32, usize, ParamMap)> = None;
     let mut since_best = 0;
     let mut step = 0;
+    let curve_val = match (ctx.eval_every_steps, val) {
+        (Some(every), Some(v)) if every > 0 && !v.y.is_empty() => Some((every, v)),
+        _ => None,
+    };
+    let mut curve_loss = (0f64, 0usize);
+    let mut curve = Vec::new();
+    let mut curve_point = |model: &dyn Trainable, step: usize, epoch: usize, loss: &mut (f64, usize), ctx: &mut FitContext| -> Result<()> {
+        let Some((_, v)) = curve_val else { return Ok(()) };
+        let eval = |x: &Tensor| model.eval_logits(x);
+        let p = CurvePoint {
+            step,
+            epoch,
+            val_acc: accuracy(&eval, v, 256)?,
+            train_loss: (loss.1 > 0).then(|| (loss.0 / loss.1 as f64) as f32),
+            elapsed_sec: start.elapsed().as_secs_f32(),
+        };
+        *loss = (0.0, 0);
+        if let Some(cb) = ctx.on_curve.as_mut() {
+            cb(&p);
+        }
+        curve.push(p);
+        Ok(())
+    };
+    curve_point(&*model, 0, 0, &mut curve_loss, ctx)?;
     for epoch in 0..cfg.epochs {
         let epoch_start = Instant::now();
         let order = rng.permutation(n);
@@ -258,6 +300,10 @@ pub fn train(
             correct += argmax(&logits)?.iter().zip(&labels).filter(|(p, y)| p == y).count();
             step += 1;
             bar.inc(1);
+            curve_loss = (curve_loss.0 + lv as f64, curve_loss.1 + 1);
+            if curve_val.is_some_and(|(every, _)| step % every == 0) {
+                curve_point(&*model, step, epoch, &mut curve_loss, ctx)?;
+            }
         }
         let eval = |x: &Tensor| model.eval_logits(x);
         let val_acc = match val {
@@ -298,6 +344,11 @@ pub fn train(
             }
         }
     }
+    if curve_val.is_some_and(|(every, _)| step % every != 0) {
+        let epoch = report.epochs.len().saturating_sub(1);
+        curve_point(&*model, step, epoch, &mut curve_loss, ctx)?;
+    }
+    report.curve = curve;
     if let Some((_, epoch, state)) = best {
         model.set_state(&state)?;
         report.best_epoch = epoch;

@@ -330,6 +330,8 @@ fn delta(src: &Source) -> Delta {
         config: serde_json::json!({"lr": 0.001, "taps": ["stage2.block0"], "train": {"epochs": 3}}),
         source_hash: src.hash.clone(),
         num_classes: 3,
+        needs_source: true,
+        backbone: None,
         tensors: ParamMap::from([
             ("ksm.mask".to_string(), rng.normal((4, 2), 1.0, &dev).unwrap()),
             ("ksm.bits".to_string(), Tensor::new(&[1u8, 0, 255, 7], &dev).unwrap()),
@@ -398,6 +400,39 @@ fn delta_with_incomplete_metadata_names_the_key() {
     meta.insert("graft.config".into(), "{lr: 1".into());
     write_safetensors(&p, &file.tensors, &meta).unwrap();
     assert_checkpoint_err(&Delta::load(&p, &Device::Cpu).unwrap_err(), &p, &["graft.config"]);
+    let p = dir.path().join("bad-needs-source.safetensors");
+    let mut meta = file.metadata.clone();
+    meta.insert("graft.needs_source".into(), "maybe".into());
+    write_safetensors(&p, &file.tensors, &meta).unwrap();
+    assert_checkpoint_err(&Delta::load(&p, &Device::Cpu).unwrap_err(), &p, &["graft.needs_source", "maybe"]);
+}
+
+#[test]
+fn needs_source_is_stored_only_when_false_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(13);
+    let (with, without) = (dir.path().join("with.safetensors"), dir.path().join("without.safetensors"));
+    let d = delta(&src);
+    d.save(&with).unwrap();
+    // Deltas that need their source keep the metadata of older versions: no key at all.
+    let meta = checkpoint::read_safetensors(&with, &Device::Cpu).unwrap().metadata;
+    assert!(!meta.contains_key("graft.needs_source"), "{meta:?}");
+    assert!(Delta::load(&with, &Device::Cpu).unwrap().needs_source);
+    assert!(!meta.contains_key("graft.backbone"), "{meta:?}");
+    let spec = src.backbone.spec().clone();
+    Delta { needs_source: false, backbone: Some(spec.clone()), ..d }.save(&without).unwrap();
+    let meta = checkpoint::read_safetensors(&without, &Device::Cpu).unwrap().metadata;
+    assert_eq!(meta.get("graft.needs_source").map(String::as_str), Some("false"));
+    let back = Delta::load(&without, &Device::Cpu).unwrap();
+    assert!(!back.needs_source);
+    assert_eq!(back.backbone, Some(spec));
+    // A damaged spec is named.
+    let file = checkpoint::read_safetensors(&without, &Device::Cpu).unwrap();
+    let mut meta = file.metadata.clone();
+    meta.insert("graft.backbone".into(), "{\"arch\": 3}".into());
+    let bad = dir.path().join("bad-spec.safetensors");
+    write_safetensors(&bad, &file.tensors, &meta).unwrap();
+    assert_checkpoint_err(&Delta::load(&bad, &Device::Cpu).unwrap_err(), &bad, &["graft.backbone"]);
 }
 
 #[test]

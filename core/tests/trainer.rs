@@ -388,3 +388,37 @@ fn train_config_json_rejects_unknown_keys() {
     let c: TrainConfig = serde_json::from_value(serde_json::json!({"epochs": 3, "optimizer": "adamw", "schedule": {"step": {"every": 2, "gamma": 0.5}}})).unwrap();
     assert_eq!(c, TrainConfig { epochs: 3, optimizer: OptimizerKind::Adamw, schedule: Schedule::Step { every: 2, gamma: 0.5 }, ..Default::default() });
 }
+
+#[test]
+fn convergence_curve_evaluates_at_step_zero_every_n_steps_and_the_end_without_changing_training() {
+    // 150 rows in batches of 16: 10 steps per epoch, 20 steps in 2 epochs; points at 0, 7, 14, 20.
+    let (x, y) = blobs(50, 1);
+    let (vx, vy) = blobs(20, 2);
+    let c = TrainConfig { epochs: 2, ..cfg(OptimizerKind::Adam, 0.05) };
+    let fresh = Linear::new(5);
+    let acc_at_init = train::accuracy(&|t: &Tensor| fresh.eval_logits(t), Split { x: &vx, y: &vy }, 32).unwrap();
+
+    let mut model = Linear::new(5);
+    let mut seen = Vec::new();
+    let mut cb = |p: &train::CurvePoint| seen.push(p.clone());
+    let mut ctx = FitContext::new(Device::Cpu, 5);
+    ctx.eval_every_steps = Some(7);
+    ctx.on_curve = Some(&mut cb);
+    let groups = model.groups(&c);
+    let report = train::train(&mut model, groups, Split { x: &x, y: &y }, Some(Split { x: &vx, y: &vy }), &c, &mut ctx, "curve")
+        .unwrap();
+    let steps: Vec<(usize, usize)> = report.curve.iter().map(|p| (p.step, p.epoch)).collect();
+    assert_eq!(steps, [(0, 0), (7, 0), (14, 1), (20, 1)]);
+    assert_eq!(seen, report.curve, "the callback sees every point");
+    assert_eq!(report.curve[0].val_acc, acc_at_init, "step 0 is the initialisation");
+    assert_eq!(report.curve[0].train_loss, None);
+    assert!(report.curve[1..].iter().all(|p| p.train_loss.is_some_and(|l| l.is_finite() && l > 0.0)));
+    let final_acc = train::accuracy(&|t: &Tensor| model.eval_logits(t), Split { x: &vx, y: &vy }, 32).unwrap();
+    assert_eq!(report.curve[3].val_acc, final_acc, "the last point is the final model");
+    assert_eq!(report.epochs.last().unwrap().val_acc, Some(final_acc));
+
+    // Evaluating along the way changes nothing in the training itself.
+    let plain = run(&c, 5);
+    assert_eq!(bits(&plain.state), bits(&model.state().unwrap()));
+    assert!(plain.report.curve.is_empty(), "no curve unless asked for");
+}

@@ -41,6 +41,61 @@ pub enum Command {
     Bench(BenchArgs),
     /// Serving images/s of N task models sharing one source pass vs N separate models.
     ServeBench(ServeBenchArgs),
+    /// Transfer learning by injection: match a teacher onto a student, score architectures.
+    #[command(subcommand)]
+    Tli(TliCommand),
+}
+
+/// `graft tli ...`.
+#[derive(Subcommand, Debug)]
+pub enum TliCommand {
+    /// Prints which teacher tensor each student tensor takes (score, how it is reshaped) and
+    /// the TLI score; writes nothing.
+    Match(TliMatchArgs),
+    /// Prints the TLI score matrix of zoo architectures: rows students, columns teachers.
+    Scores(TliScoresArgs),
+}
+
+/// `graft tli match`.
+#[derive(Args, Debug)]
+pub struct TliMatchArgs {
+    /// The teacher: a graft source (`graft pretrain` output) or, with --teacher-arch, a
+    /// torchvision-layout safetensors state dict.
+    #[arg(long, value_name = "FILE")]
+    pub teacher: PathBuf,
+    /// Architecture id of a teacher given as a plain state dict (e.g. resnet18).
+    #[arg(long, value_name = "ID")]
+    pub teacher_arch: Option<String>,
+    /// Input CxHxW of a state-dict teacher (default 3x224x224); a graft source carries its own.
+    #[arg(long, value_name = "CxHxW")]
+    pub teacher_input: Option<String>,
+    /// Classes of a state-dict teacher's head (default 1000).
+    #[arg(long)]
+    pub teacher_classes: Option<usize>,
+    /// The student's architecture id (e.g. mobilenetv2-0.5, vgg11-bn-d16-p1, wrn-16-2); it takes
+    /// the teacher's input format.
+    #[arg(long, value_name = "ID")]
+    pub student: String,
+    /// Classes of the student's head (default: the teacher's).
+    #[arg(long)]
+    pub classes: Option<usize>,
+    /// λ of the reshape λ·(crop/pad) + (1 − λ)·(resize).
+    #[arg(long, default_value_t = 0.75)]
+    pub lambda: f64,
+}
+
+/// `graft tli scores`.
+#[derive(Args, Debug)]
+pub struct TliScoresArgs {
+    /// Comma-separated architecture ids (each is student and teacher of every other).
+    #[arg(long, value_delimiter = ',', required = true, value_name = "ID,ID,...")]
+    pub archs: Vec<String>,
+    /// Input CxHxW every architecture is described on.
+    #[arg(long, value_name = "CxHxW", default_value = "3x32x32")]
+    pub input: String,
+    /// Classes of every head.
+    #[arg(long, default_value_t = 10)]
+    pub classes: usize,
 }
 
 /// How `graft list` prints default configs.

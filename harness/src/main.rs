@@ -14,12 +14,14 @@ mod runner;
 mod sequence;
 mod serve_bench_cmd;
 mod suite;
+mod tli_cmd;
 
 // Method crates register themselves when linked; name each one here.
 use graft_baselines as _;
 use graft_ksm as _;
 use graft_piggyback as _;
 use graft_snow as _;
+use graft_tli as _;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -75,6 +77,10 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Report(args)) => report_cmd(&args),
         Some(Command::Bench(args)) => bench_cmd::run(&args),
         Some(Command::ServeBench(args)) => serve_bench_cmd::run(&args),
+        Some(Command::Tli(cmd)) => {
+            print!("{}", tli_cmd::run(&cmd)?);
+            Ok(())
+        }
     }
 }
 

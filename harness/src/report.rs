@@ -191,7 +191,7 @@ pub fn render(records: &[RunRecord], method_order: &[&str]) -> String {
         );
 
         // Rows: per method, per config hash (labelled when a method has several).
-        let mut cells: BTreeMap<((usize, String), String), Vec<&RunRecord>> = BTreeMap::new();
+        let mut cells: Cells = BTreeMap::new();
         for r in &recs {
             cells
                 .entry((method_rank(&r.method, method_order), r.config_hash.clone()))
@@ -251,6 +251,8 @@ pub fn render(records: &[RunRecord], method_order: &[&str]) -> String {
                 r.secs
             );
         }
+        write_curves(&mut out, &cells, &labels);
+        write_metrics(&mut out, &cells, &labels);
         if rows.iter().any(|r| !r.reload_ok) {
             let _ = writeln!(
                 out,
@@ -260,6 +262,109 @@ pub fn render(records: &[RunRecord], method_order: &[&str]) -> String {
         let _ = writeln!(out, "\nTask provenance: {}\n", first.task_provenance);
     }
     out
+}
+
+/// The run cells of one (source, task) table: (registry rank, method), config hash → runs.
+type Cells<'a> = BTreeMap<((usize, String), String), Vec<&'a RunRecord>>;
+
+/// The steps shown in a convergence table: 0, the "round" steps (1, 2, 3, 5 × 10^k) that every
+/// curve of the table recorded, and each curve's last step; all common steps when there are
+/// at most 8.
+fn curve_columns(curves: &[&[graft_core::train::CurvePoint]]) -> Vec<usize> {
+    let mut common: Option<BTreeSet<usize>> = None;
+    let mut last = BTreeSet::new();
+    for c in curves {
+        let steps: BTreeSet<usize> = c.iter().map(|p| p.step).collect();
+        if let Some(l) = c.last() {
+            last.insert(l.step);
+        }
+        common = Some(match common {
+            None => steps,
+            Some(prev) => prev.intersection(&steps).copied().collect(),
+        });
+    }
+    let common = common.unwrap_or_default();
+    if common.len() <= 8 {
+        return common.into_iter().chain(last).collect::<BTreeSet<_>>().into_iter().collect();
+    }
+    let round = |s: usize| {
+        let mut m = s;
+        while m >= 10 && m % 10 == 0 {
+            m /= 10;
+        }
+        s == 0 || matches!(m, 1 | 2 | 3 | 5)
+    };
+    common.into_iter().filter(|&s| round(s)).chain(last).collect::<BTreeSet<_>>().into_iter().collect()
+}
+
+/// A convergence table (validation accuracy % at chosen optimiser steps, mean ± std over seeds)
+/// when the runs recorded curves (the suite's `eval_every_steps`).
+fn write_curves(out: &mut String, cells: &Cells, labels: &BTreeMap<(String, String), String>) {
+    let curves: Vec<&[graft_core::train::CurvePoint]> =
+        cells.values().flatten().filter(|r| !r.curve.is_empty()).map(|r| r.curve.as_slice()).collect();
+    if curves.is_empty() {
+        return;
+    }
+    let steps = curve_columns(&curves);
+    let _ = writeln!(out, "
+Convergence: validation accuracy % after N optimiser steps (mean ± std over seeds).
+");
+    let head: Vec<String> = steps.iter().map(|s| format!("step {s}")).collect();
+    let _ = writeln!(out, "| method | {} |", head.join(" | "));
+    let _ = writeln!(out, "|---|{}", "---:|".repeat(steps.len()));
+    for (((_, method), hash), rs) in cells {
+        if rs.iter().all(|r| r.curve.is_empty()) {
+            continue;
+        }
+        let values: Vec<String> = steps
+            .iter()
+            .map(|&s| {
+                let accs: Vec<f64> = rs
+                    .iter()
+                    .filter_map(|r| r.curve.iter().find(|p| p.step == s))
+                    .map(|p| p.val_acc as f64 * 100.0)
+                    .collect();
+                if accs.is_empty() {
+                    "–".to_string()
+                } else {
+                    let (m, sd) = mean_std(&accs);
+                    format!("{m:.1} ± {sd:.1}")
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "| {} | {} |", labels[&(method.clone(), hash.clone())], values.join(" | "));
+    }
+}
+
+/// A table of the method-specific figures (`TaskModel::metrics`, e.g. TLI's score), mean over
+/// seeds, when any run recorded one.
+fn write_metrics(out: &mut String, cells: &Cells, labels: &BTreeMap<(String, String), String>) {
+    let keys: BTreeSet<&str> = cells.values().flatten().flat_map(|r| r.metrics.keys().map(String::as_str)).collect();
+    if keys.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "
+Method figures (mean over seeds).
+");
+    let _ = writeln!(out, "| method | {} |", keys.iter().copied().collect::<Vec<_>>().join(" | "));
+    let _ = writeln!(out, "|---|{}", "---:|".repeat(keys.len()));
+    for (((_, method), hash), rs) in cells {
+        let values: Vec<String> = keys
+            .iter()
+            .map(|k| {
+                let xs: Vec<f64> = rs.iter().filter_map(|r| r.metrics.get(*k).copied()).collect();
+                if xs.is_empty() {
+                    "–".to_string()
+                } else {
+                    format!("{:.4}", xs.iter().sum::<f64>() / xs.len() as f64)
+                }
+            })
+            .collect();
+        if values.iter().all(|v| v == "–") {
+            continue;
+        }
+        let _ = writeln!(out, "| {} | {} |", labels[&(method.clone(), hash.clone())], values.join(" | "));
+    }
 }
 
 #[cfg(test)]
@@ -304,6 +409,8 @@ pub(crate) mod tests {
                     elapsed_sec: 0.25 * (epoch + 1) as f32,
                 })
                 .collect(),
+            curve: vec![],
+            metrics: Default::default(),
             reload_identical: true,
             reload_max_abs_diff: Some(0.0),
             reload_error: None,
@@ -358,5 +465,35 @@ pub(crate) mod tests {
         let records = vec![rec("scratch", 0, 0.5), rec("scratch", 0, 0.7)];
         let md = render(&records, &[]);
         assert!(md.contains("**70.00 ± 0.00** (1)"), "{md}");
+    }
+
+    fn point(step: usize, acc: f32) -> graft_core::train::CurvePoint {
+        graft_core::train::CurvePoint { step, epoch: 0, val_acc: acc, train_loss: None, elapsed_sec: 0.0 }
+    }
+
+    #[test]
+    fn convergence_and_method_figures_tables_average_over_seeds() {
+        let mut a = rec("tli", 0, 0.5);
+        let mut b = rec("tli", 1, 0.5);
+        let mut c = rec("scratch", 0, 0.5);
+        a.curve = vec![point(0, 0.10), point(10, 0.40), point(20, 0.60)];
+        b.curve = vec![point(0, 0.20), point(10, 0.60), point(20, 0.80)];
+        c.curve = vec![point(0, 0.10), point(10, 0.20), point(20, 0.30)];
+        a.metrics.insert("tli_score".into(), 0.75);
+        b.metrics.insert("tli_score".into(), 0.25);
+        let md = render(&[a, b, c], &[]);
+        assert!(md.contains("| method | step 0 | step 10 | step 20 |"), "{md}");
+        // tli: (40 + 60) / 2 = 50, sample std √((10² + 10²) / 1) = 14.1.
+        assert!(md.contains("| tli | 15.0 ± 7.1 | 50.0 ± 14.1 | 70.0 ± 14.1 |"), "{md}");
+        assert!(md.contains("| scratch | 10.0 ± 0.0 | 20.0 ± 0.0 | 30.0 ± 0.0 |"), "{md}");
+        assert!(md.contains("| method | tli_score |\n|---|---:|\n| tli | 0.5000 |"), "{md}");
+        assert!(!md.contains("| scratch | –"), "a row without figures is left out: {md}");
+    }
+
+    #[test]
+    fn long_curves_show_round_steps_and_the_last() {
+        let curve: Vec<_> = (0..=47).map(|i| point(i * 25, 0.5)).collect();
+        let cols = curve_columns(&[curve.as_slice()]);
+        assert_eq!(cols, [0, 50, 100, 200, 300, 500, 1000, 1175]);
     }
 }

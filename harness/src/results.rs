@@ -5,7 +5,8 @@
 //! starts on a fresh line when the file does not end with a newline.
 
 use anyhow::{Context, Result};
-use graft_core::train::EpochMetrics;
+use graft_core::train::{CurvePoint, EpochMetrics};
+use std::collections::BTreeMap;
 use graft_core::Footprint;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -54,6 +55,13 @@ pub struct RunRecord {
     pub train_seconds: f32,
     /// Per-epoch metrics reported by the trainer (every training phase of the method, in order).
     pub epochs: Vec<EpochMetrics>,
+    /// Validation accuracy against optimiser step (the suite's `eval_every_steps`); empty when
+    /// not asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub curve: Vec<CurvePoint>,
+    /// Method-specific figures (`TaskModel::metrics`, e.g. TLI's `tli_score`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, f64>,
     /// Whether the saved-and-reloaded delta gives exactly the fitted model's test logits.
     pub reload_identical: bool,
     /// Largest absolute difference between fitted and reloaded test logits (null if the reload
@@ -222,6 +230,8 @@ mod tests {
             footprint: Footprint::default(),
             train_seconds: 1.0,
             epochs: vec![],
+            curve: vec![],
+            metrics: BTreeMap::new(),
             reload_identical: true,
             reload_max_abs_diff: Some(0.0),
             reload_error: None,

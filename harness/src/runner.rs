@@ -7,8 +7,8 @@ use crate::suite::{SourceEntry, Suite};
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{Device, Tensor};
 use graft_core::checkpoint::{sha256_hex, write_atomic, GRAFT_VERSION};
-use graft_core::train::{accuracy, EpochMetrics, Split};
-use graft_core::{FitContext, Source, Task, TaskModel};
+use graft_core::train::{accuracy, CurvePoint, EpochMetrics, Split};
+use graft_core::{Delta, FitContext, Source, Task, TaskModel};
 use graft_datasets::{Dataset, DatasetName, TaskSpec};
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
@@ -620,12 +620,16 @@ impl Runner<'_> {
         )?;
 
         let mut epochs: Vec<EpochMetrics> = Vec::new();
+        let mut curve: Vec<CurvePoint> = Vec::new();
         let start = Instant::now();
         let model = {
             let mut on_epoch = |m: &EpochMetrics| epochs.push(m.clone());
+            let mut on_curve = |p: &CurvePoint| curve.push(p.clone());
             let mut ctx = FitContext::new(self.device.clone(), entry.seed);
             ctx.progress = self.opts.progress;
             ctx.on_epoch = Some(&mut on_epoch);
+            ctx.eval_every_steps = self.suite.eval_every_steps;
+            ctx.on_curve = Some(&mut on_curve);
             method.fit(source, task, &mut ctx)?
         };
         let train_seconds = start.elapsed().as_secs_f32();
@@ -687,6 +691,8 @@ impl Runner<'_> {
             footprint: model.footprint(),
             train_seconds,
             epochs,
+            curve,
+            metrics: model.metrics(),
             reload_identical,
             reload_max_abs_diff,
             reload_error,
@@ -712,7 +718,8 @@ fn logits_of(model: &dyn TaskModel, x: &Tensor) -> Result<Tensor> {
 }
 
 /// Reloads the delta at `path` and compares its logits on `x` with `expected`: (bit-identical,
-/// max |difference|).
+/// max |difference|). A delta that needs no source is reloaded without it, which shows that it
+/// really runs on its own.
 fn reload_check(
     source: &Source,
     path: &Path,
@@ -720,7 +727,11 @@ fn reload_check(
     x: &Tensor,
     expected: &Tensor,
 ) -> Result<(bool, f32)> {
-    let reloaded = graft_core::registry::load_task_model(source, path, device)?;
+    let reloaded = if Delta::load(path, device)?.needs_source {
+        graft_core::registry::load_task_model(source, path, device)?
+    } else {
+        graft_core::registry::load_standalone(path, device)?
+    };
     let got = logits_of(reloaded.as_ref(), x)?;
     if got.dims() != expected.dims() {
         bail!(

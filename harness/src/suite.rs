@@ -5,6 +5,7 @@
 //! results = "results/quick.jsonl"   # default results/<name>.jsonl (relative to the working dir)
 //! seeds = [0, 1]                    # default [0]
 //! methods = ["linear-probe", "fine-tune"]
+//! eval_every_steps = 25             # optional: validation accuracy every 25 steps (curves)
 //! [[sources]]
 //! name = "digits-0to4-r8"
 //! arch = { name = "resnet-cifar", depth = 8, width = 16 }
@@ -54,6 +55,9 @@ pub struct Suite {
     pub sequences: Vec<SequenceEntry>,
     /// Per-method config (JSON object) passed to the registry; absent = the method's defaults.
     pub method_configs: BTreeMap<String, serde_json::Value>,
+    /// Record a convergence curve: validation accuracy every this many optimiser steps (and at
+    /// step 0 and the last step) of every run (`None`: per epoch only).
+    pub eval_every_steps: Option<usize>,
     /// Where the suite was read from (for messages).
     pub origin: String,
 }
@@ -147,6 +151,8 @@ struct RawSuite {
     sequences: Vec<SequenceEntry>,
     #[serde(default)]
     method_configs: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    eval_every_steps: Option<usize>,
 }
 
 /// A name usable in run keys and file names: letters, digits, `.`, `_`, `-`.
@@ -232,6 +238,7 @@ impl Suite {
             tasks,
             sequences: raw.sequences,
             method_configs,
+            eval_every_steps: raw.eval_every_steps,
             origin: origin.to_string(),
         };
         suite.validate().map_err(err)?;
@@ -328,6 +335,9 @@ impl Suite {
                     return Err(format!("sequences[{i}] ('{}'): task '{t}' is listed twice", q.name));
                 }
             }
+        }
+        if self.eval_every_steps == Some(0) {
+            return Err("`eval_every_steps` must be at least 1 (or left out for per-epoch evaluation only)".into());
         }
         let mut methods = BTreeSet::new();
         for m in &self.methods {
@@ -448,6 +458,7 @@ sources = ["s"]
             tasks: vec![],
             sequences: vec![],
             method_configs: BTreeMap::new(),
+            eval_every_steps: None,
             origin: String::new(),
         };
         assert_eq!(s.results_path(None), PathBuf::from("results/q.jsonl"));

@@ -24,7 +24,7 @@ pub use tuning::TunedBackbone;
 pub use vgg::VggConfig;
 
 use crate::error::{GraftError, Result};
-use crate::init::{kaiming_conv, linear_init, SeededRng};
+use crate::init::{kaiming_conv, linear_init, xavier_normal, xavier_uniform, SeededRng, WeightInit};
 use crate::params::ParamMap;
 use candle_core::{DType, Device, Tensor};
 use std::collections::BTreeMap;
@@ -143,13 +143,27 @@ impl Backbone {
 
     /// A randomly initialised backbone (Kaiming-normal convs, BN at identity, PyTorch-default fc).
     pub fn init(spec: BackboneSpec, seed: u64, device: &Device) -> Result<Self> {
+        Self::init_with(spec, seed, WeightInit::Kaiming, device)
+    }
+
+    /// A randomly initialised backbone whose conv and linear weights follow `scheme` (BN at
+    /// identity). Kaiming gives exactly [`Backbone::init`]'s values.
+    pub fn init_with(spec: BackboneSpec, seed: u64, scheme: WeightInit, device: &Device) -> Result<Self> {
         let (units, layers) = build_units(&spec)?;
         let mut rng = SeededRng::derived(seed, "backbone-init");
         let mut params = ParamMap::new();
+        let xavier = |rng: &mut SeededRng, shape: &[usize]| match scheme {
+            WeightInit::XavierNormal => xavier_normal(rng, shape, 1.0, device),
+            _ => xavier_uniform(rng, shape, 1.0, device),
+        };
         for u in &units {
             for (conv, _) in u.unit.convs() {
                 let [o, i, kh, kw] = conv.weight_shape();
-                params.insert(conv.weight_name(), kaiming_conv(&mut rng, o, i, kh, kw, device)?);
+                let w = match scheme {
+                    WeightInit::Kaiming => kaiming_conv(&mut rng, o, i, kh, kw, device)?,
+                    _ => xavier(&mut rng, &[o, i, kh, kw])?,
+                };
+                params.insert(conv.weight_name(), w);
                 if conv.bias {
                     params.insert(format!("{}.bias", conv.name), Tensor::zeros(o, DType::F32, device)?);
                 }
@@ -161,7 +175,10 @@ impl Backbone {
                 params.insert(format!("{bn}.running_var"), Tensor::ones(c, DType::F32, device)?);
             }
             if let Unit::Linear { name, in_features, out_features, .. } = &u.unit {
-                let (w, b) = linear_init(&mut rng, *out_features, *in_features, device)?;
+                let (w, b) = match scheme {
+                    WeightInit::Kaiming => linear_init(&mut rng, *out_features, *in_features, device)?,
+                    _ => (xavier(&mut rng, &[*out_features, *in_features])?, Tensor::zeros(*out_features, DType::F32, device)?),
+                };
                 params.insert(format!("{name}.weight"), w);
                 params.insert(format!("{name}.bias"), b);
             }

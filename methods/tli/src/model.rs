@@ -1,0 +1,150 @@
+//! The TLI task model: a whole student network, trained end to end, that runs without the
+//! teacher (its delta is every tensor of the student plus the student's spec).
+
+use candle_core::Tensor;
+use graft_core::backbone::TunedBackbone;
+use graft_core::init::SeededRng;
+use graft_core::{Backbone, BackboneSpec, Footprint, ParamMap, Result, TaskModel, Trainable};
+use std::collections::BTreeMap;
+
+/// Registered name.
+pub const NAME: &str = "tli";
+/// Prefix of the student's tensors in the stored delta.
+pub const PREFIX: &str = "tli.";
+
+/// The student while it trains: every parameter trainable, BatchNorm in training mode.
+pub struct StudentNet {
+    /// The student with all its parameters as trainable copies.
+    pub tuned: TunedBackbone,
+}
+
+impl StudentNet {
+    /// Makes every parameter of `student` trainable (BN running statistics follow their BN).
+    pub fn new(student: &Backbone) -> Result<Self> {
+        Ok(Self { tuned: TunedBackbone::new(student, PREFIX, |_| true)? })
+    }
+
+    /// The student's last tap (its logits).
+    fn logits_tap(&self) -> String {
+        self.tuned.base().units().last().map(|u| u.tap.clone()).unwrap_or_else(|| "logits".into())
+    }
+}
+
+impl Trainable for StudentNet {
+    fn train_logits(&mut self, x: &Tensor, _rng: &mut SeededRng) -> Result<Tensor> {
+        let to = self.logits_tap();
+        self.tuned.forward(x, None, &to, true)
+    }
+
+    fn eval_logits(&self, x: &Tensor) -> Result<Tensor> {
+        self.tuned.eval(x, None, &self.logits_tap())
+    }
+
+    fn after_step(&mut self) -> Result<()> {
+        self.tuned.apply_bn_stats()
+    }
+
+    fn state(&self) -> Result<ParamMap> {
+        self.tuned.tensors()
+    }
+
+    fn set_state(&mut self, state: &ParamMap) -> Result<()> {
+        self.tuned.set_tensors(state)
+    }
+}
+
+/// What the injection did, kept with the model and recorded with the run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InjectionSummary {
+    /// TLI score of the source (teacher) for the student, in [0, 1].
+    pub score: f64,
+    /// Student tensors that received teacher values.
+    pub injected_tensors: usize,
+    /// Student tensors that kept their own initialisation (unmatched, or the task head).
+    pub kept_tensors: usize,
+}
+
+/// A fitted TLI student.
+pub struct TliModel {
+    net: StudentNet,
+    config: serde_json::Value,
+    source_hash: String,
+    num_classes: usize,
+    summary: InjectionSummary,
+}
+
+impl TliModel {
+    /// A model from a trained student.
+    pub fn new(net: StudentNet, config: serde_json::Value, source_hash: String, num_classes: usize, summary: InjectionSummary) -> Self {
+        Self { net, config, source_hash, num_classes, summary }
+    }
+
+    /// The student as a plain network (trained values merged in), e.g. for export.
+    pub fn student(&self) -> Result<Backbone> {
+        self.net.tuned.merged()
+    }
+
+    /// What the injection did.
+    pub fn summary(&self) -> &InjectionSummary {
+        &self.summary
+    }
+}
+
+impl TaskModel for TliModel {
+    fn method(&self) -> &str {
+        NAME
+    }
+
+    fn num_classes(&self) -> usize {
+        self.num_classes
+    }
+
+    fn forward(&self, images: &Tensor) -> Result<Tensor> {
+        self.net.eval_logits(images)
+    }
+
+    fn footprint(&self) -> Footprint {
+        let student = self.net.tuned.base();
+        let stored_bytes = self
+            .net
+            .tuned
+            .tensors()
+            .map(|s| s.values().map(|t| t.elem_count() * t.dtype().size_in_bytes()).sum())
+            .unwrap_or(0);
+        Footprint {
+            trainable_params: self.net.tuned.vars().num_params(),
+            stored_bytes,
+            // Nothing frozen is used: the student is a network of its own.
+            interconnections: 0,
+            flops_per_image: student.flops_per_image(),
+        }
+    }
+
+    fn delta_tensors(&self) -> Result<ParamMap> {
+        self.net.tuned.tensors()
+    }
+
+    fn config_json(&self) -> serde_json::Value {
+        self.config.clone()
+    }
+
+    fn source_hash(&self) -> &str {
+        &self.source_hash
+    }
+
+    fn needs_source(&self) -> bool {
+        false
+    }
+
+    fn backbone_spec(&self) -> Option<BackboneSpec> {
+        Some(self.net.tuned.base().spec().clone())
+    }
+
+    fn metrics(&self) -> BTreeMap<String, f64> {
+        BTreeMap::from([
+            ("tli_score".to_string(), self.summary.score),
+            ("tli_injected_tensors".to_string(), self.summary.injected_tensors as f64),
+            ("tli_kept_tensors".to_string(), self.summary.kept_tensors as f64),
+        ])
+    }
+}
