@@ -456,3 +456,65 @@ fn a_continual_sequence_reevaluates_earlier_tasks_without_forgetting_and_resumes
     let row = stdout.lines().find(|l| l.starts_with("| linear-probe |") && l.contains("yes")).expect("linear-probe row");
     assert!(row.contains("| 0.00 | yes |"), "{row}");
 }
+
+#[test]
+fn tli_match_and_scores_print_tables_and_reject_bad_input_writing_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = graft(
+        dir.path(),
+        &["pretrain", "--dataset", "digits", "--arch", "resnet-cifar", "--depth", "8", "--width", "2", "--input", "1x8x8", "--epochs", "1", "--max-train", "100", "--out", "t.safetensors", "--no-progress"],
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    let listing = |d: &Path| {
+        let mut v: Vec<String> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    };
+    let before = listing(dir.path());
+
+    let out = graft(dir.path(), &["tli", "match", "--teacher", "t.safetensors", "--student", "wrn-10-1"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("resnet-cifar-8-w2 (teacher) → wrn-10-1 (student)"), "{stdout}");
+    // wrn-10-1's stem conv takes the teacher's stem conv, reshaped from 2 to 16 output channels.
+    assert!(stdout.contains("| conv1.weight | [16, 1, 3, 3] | conv1.weight | [2, 1, 3, 3] |"), "{stdout}");
+    assert!(stdout.contains("crop/pad+resize [2, 1, 3, 3]→[16, 1, 3, 3]"), "{stdout}");
+    assert!(stdout.contains("TLI score of the teacher for the student: 0."), "{stdout}");
+
+    let out = graft(dir.path(), &["tli", "scores", "--archs", "resnet-cifar-8-w2,wrn-10-1,mobilenetv2-0.25", "--input", "1x8x8"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| student")).collect();
+    assert_eq!(rows.len(), 3, "{stdout}");
+    for (i, row) in rows.iter().enumerate() {
+        let cells: Vec<f64> = row.split('|').skip(2).filter(|c| !c.trim().is_empty()).map(|c| c.trim().parse().unwrap()).collect();
+        assert_eq!(cells[i], 1.0, "the diagonal is 1: {row}");
+        assert!(cells.iter().all(|&c| (0.0..=1.0).contains(&c)), "{row}");
+    }
+
+    // A plain state dict needs its architecture; a graft source's tensors read as one.
+    let out = graft(dir.path(), &["tli", "match", "--teacher", "t.safetensors", "--teacher-arch", "resnet-cifar-8-w2", "--teacher-input", "1x8x8", "--teacher-classes", "10", "--student", "resnet-cifar-8-w2"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("| conv1.weight | [2, 1, 3, 3] | conv1.weight | [2, 1, 3, 3] | 1.000 | copy |"), "{stdout}");
+
+    std::fs::write(dir.path().join("junk.safetensors"), b"not a checkpoint").unwrap();
+    for (args, needles) in [
+        (vec!["tli", "match", "--teacher", "junk.safetensors", "--student", "wrn-10-1"], vec!["junk.safetensors", "not a graft source", "--teacher-arch"]),
+        (vec!["tli", "match", "--teacher", "missing.safetensors", "--student", "wrn-10-1"], vec!["missing.safetensors", "no such file"]),
+        (vec!["tli", "match", "--teacher", "t.safetensors", "--student", "alexnet"], vec!["--student", "alexnet"]),
+        (vec!["tli", "match", "--teacher", "t.safetensors", "--student", "vgg11-bn-d16-p1"], vec!["vgg11-bn-d16-p1", "too small"]),
+        (vec!["tli", "match", "--teacher", "t.safetensors", "--teacher-arch", "resnet-cifar-8-w4", "--teacher-input", "1x8x8", "--teacher-classes", "10", "--student", "wrn-10-1"], vec!["t.safetensors", "conv1.weight"]),
+        (vec!["tli", "scores", "--archs", "wrn-10-1,vgg11-bn", "--input", "1x8x8"], vec!["vgg11-bn", "too small"]),
+    ] {
+        let out = graft(dir.path(), &args);
+        let (_, stderr) = text(&out);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        for n in needles {
+            assert!(stderr.contains(n), "{args:?}: '{n}' missing from: {stderr}");
+        }
+    }
+    let mut after = listing(dir.path());
+    after.retain(|n| n != "junk.safetensors");
+    assert_eq!(before, after, "tli commands wrote files");
+}

@@ -59,6 +59,11 @@ pub struct TliConfig {
     pub blend_top: usize,
     /// Temperature of that softmax (scores are in [0, 1]; graft: 0.1).
     pub blend_temperature: f64,
+    /// Inject the teacher's classifier into the student's task head too (reshaped like every
+    /// other tensor). The paper injects every layer; graft's default keeps the student's fresh
+    /// head, since a task's classes are usually not the teacher's and a reshaped classifier maps
+    /// unrelated classes. Turn it on when the task has the teacher's label set.
+    pub inject_head: bool,
     /// Training of the whole student (paper: Adam, lr 3e-3, batch 64, no augmentation).
     pub train: TrainConfig,
 }
@@ -76,6 +81,7 @@ impl Default for TliConfig {
             lambda: 0.75,
             blend_top: 1,
             blend_temperature: 0.1,
+            inject_head: false,
             train,
         }
     }

@@ -40,7 +40,7 @@ impl Tli {
             blend_top: c.blend_top,
             blend_temperature: c.blend_temperature,
             reset_bn_stats: true,
-            skip: fresh.head_params(),
+            skip: if c.inject_head { Vec::new() } else { fresh.head_params() },
         };
         let injected = inject(&source.backbone, &fresh, &opts)?;
         let params: Vec<_> = injected.report.iter().filter(|t| !graft_core::backbone::is_bn_buffer(&t.student)).collect();
