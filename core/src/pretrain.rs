@@ -35,12 +35,30 @@ pub fn channel_stats(set: &ImageSet) -> (Vec<f32>, Vec<f32>) {
     (mean, std)
 }
 
-/// A whole backbone trained as a classifier with its own `fc`.
-struct FullNet {
-    tuned: TunedBackbone,
+/// A whole backbone trained as a classifier with its own head: every parameter is a trainable
+/// copy (named `<prefix><param>`), BatchNorm in training mode. Pretraining and TLI's student use it.
+pub struct WholeNet {
+    /// The backbone with all its parameters trainable.
+    pub tuned: TunedBackbone,
 }
 
-impl Trainable for FullNet {
+impl WholeNet {
+    /// Makes every parameter of `backbone` trainable under `prefix`.
+    pub fn new(backbone: &Backbone, prefix: &str) -> Result<Self> {
+        Ok(Self { tuned: TunedBackbone::new(backbone, prefix, |_| true)? })
+    }
+
+    /// Trains every parameter on `task` (images as they are, validation after every epoch).
+    pub fn fit(&mut self, task: &Task, cfg: &TrainConfig, ctx: &mut FitContext, label: &str) -> Result<TrainReport> {
+        let device = ctx.device.clone();
+        let groups = vec![ParamGroup { vars: self.tuned.vars().vars(), settings: cfg.optim() }];
+        let x = task.train.images_tensor(&device)?;
+        let vx = task.val.images_tensor(&device)?;
+        train(self, groups, Split { x: &x, y: &task.train.labels }, Some(Split { x: &vx, y: &task.val.labels }), cfg, ctx, label)
+    }
+}
+
+impl Trainable for WholeNet {
     fn train_logits(&mut self, x: &Tensor, _rng: &mut SeededRng) -> Result<Tensor> {
         self.tuned.forward(x, None, "logits", true)
     }
@@ -73,19 +91,8 @@ pub fn pretrain(spec: BackboneSpec, task: &Task, cfg: &TrainConfig, ctx: &mut Fi
     };
     let device = ctx.device.clone();
     let init = Backbone::init(spec.clone(), ctx.seed, &device)?;
-    let mut net = FullNet { tuned: TunedBackbone::new(&init, "", |_| true)? };
-    let groups = vec![ParamGroup { vars: net.tuned.vars().vars(), settings: cfg.optim() }];
-    let x = task.train.images_tensor(&device)?;
-    let vx = task.val.images_tensor(&device)?;
-    let report = train(
-        &mut net,
-        groups,
-        Split { x: &x, y: &task.train.labels },
-        Some(Split { x: &vx, y: &task.val.labels }),
-        cfg,
-        ctx,
-        &format!("pretrain {}", spec.id()),
-    )?;
+    let mut net = WholeNet::new(&init, "")?;
+    let report = net.fit(task, cfg, ctx, &format!("pretrain {}", spec.id()))?;
     let backbone = net.tuned.merged()?;
     let tx = task.test.images_tensor(&device)?;
     let test_accuracy = accuracy(&|x| backbone.forward(x), Split { x: &tx, y: &task.test.labels }, 256)?;

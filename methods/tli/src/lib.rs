@@ -30,5 +30,5 @@ pub use matching::{
 };
 pub use config::{StudentInit, TliConfig};
 pub use method::Tli;
-pub use model::{InjectionSummary, StudentNet, TliModel};
+pub use model::{student_net, InjectionSummary, StudentNet, TliModel};
 pub use score::{matching_score, score, score_layers, score_matrix, score_specs};

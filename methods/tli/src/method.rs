@@ -3,10 +3,8 @@
 
 use crate::config::{StudentInit, TliConfig};
 use crate::inject::{inject, InjectOptions};
-use crate::model::{InjectionSummary, StudentNet, TliModel, NAME, PREFIX};
-use graft_core::optim::ParamGroup;
+use crate::model::{student_net, InjectionSummary, TliModel, NAME, PREFIX};
 use graft_core::registry::{default_config_json, parse_config, MethodEntry};
-use graft_core::train::{train, Split};
 use graft_core::{Backbone, BackboneSpec, Delta, FitContext, GraftError, Result, Source, Task, TaskModel, TransferMethod};
 
 /// The TLI method.
@@ -76,7 +74,7 @@ impl Tli {
             params.insert(name.to_string(), t.clone());
         }
         let student = Backbone::from_params(spec, params, &device)?;
-        let net = StudentNet::new(&student)?;
+        let net = student_net(&student)?;
         Ok(Box::new(TliModel::new(net, self.config_json(), delta.source_hash.clone(), delta.num_classes, InjectionSummary::default())))
     }
 }
@@ -93,20 +91,8 @@ impl TransferMethod for Tli {
     fn fit(&self, source: &Source, task: &Task, ctx: &mut FitContext) -> Result<Box<dyn TaskModel>> {
         task.validate()?;
         let (student, summary) = self.initial_student(source, task.num_classes, ctx.seed)?;
-        let mut net = StudentNet::new(&student)?;
-        let device = ctx.device.clone();
-        let (x, vx) = (task.train.images_tensor(&device)?, task.val.images_tensor(&device)?);
-        let groups = vec![ParamGroup { vars: net.tuned.vars().vars(), settings: self.config.train.optim() }];
-        let label = format!("{NAME} {}", task.name);
-        train(
-            &mut net,
-            groups,
-            Split { x: &x, y: &task.train.labels },
-            Some(Split { x: &vx, y: &task.val.labels }),
-            &self.config.train,
-            ctx,
-            &label,
-        )?;
+        let mut net = student_net(&student)?;
+        net.fit(task, &self.config.train, ctx, &format!("{NAME} {}", task.name))?;
         Ok(Box::new(TliModel::new(net, self.config_json(), source.hash.clone(), task.num_classes, summary)))
     }
 

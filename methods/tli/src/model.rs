@@ -2,8 +2,7 @@
 //! teacher (its delta is every tensor of the student plus the student's spec).
 
 use candle_core::Tensor;
-use graft_core::backbone::TunedBackbone;
-use graft_core::init::SeededRng;
+use graft_core::pretrain::WholeNet;
 use graft_core::{Backbone, BackboneSpec, Footprint, ParamMap, Result, TaskModel, Trainable};
 use std::collections::BTreeMap;
 
@@ -12,45 +11,13 @@ pub const NAME: &str = "tli";
 /// Prefix of the student's tensors in the stored delta.
 pub const PREFIX: &str = "tli.";
 
-/// The student while it trains: every parameter trainable, BatchNorm in training mode.
-pub struct StudentNet {
-    /// The student with all its parameters as trainable copies.
-    pub tuned: TunedBackbone,
-}
+/// The student while it trains: every parameter trainable under `tli.`, BatchNorm in training
+/// mode (core's whole-network trainable, as pretraining uses).
+pub type StudentNet = WholeNet;
 
-impl StudentNet {
-    /// Makes every parameter of `student` trainable (BN running statistics follow their BN).
-    pub fn new(student: &Backbone) -> Result<Self> {
-        Ok(Self { tuned: TunedBackbone::new(student, PREFIX, |_| true)? })
-    }
-
-    /// The student's last tap (its logits).
-    fn logits_tap(&self) -> String {
-        self.tuned.base().units().last().map(|u| u.tap.clone()).unwrap_or_else(|| "logits".into())
-    }
-}
-
-impl Trainable for StudentNet {
-    fn train_logits(&mut self, x: &Tensor, _rng: &mut SeededRng) -> Result<Tensor> {
-        let to = self.logits_tap();
-        self.tuned.forward(x, None, &to, true)
-    }
-
-    fn eval_logits(&self, x: &Tensor) -> Result<Tensor> {
-        self.tuned.eval(x, None, &self.logits_tap())
-    }
-
-    fn after_step(&mut self) -> Result<()> {
-        self.tuned.apply_bn_stats()
-    }
-
-    fn state(&self) -> Result<ParamMap> {
-        self.tuned.tensors()
-    }
-
-    fn set_state(&mut self, state: &ParamMap) -> Result<()> {
-        self.tuned.set_tensors(state)
-    }
+/// The student of `backbone` with every parameter trainable under [`PREFIX`].
+pub fn student_net(backbone: &Backbone) -> Result<StudentNet> {
+    WholeNet::new(backbone, PREFIX)
 }
 
 /// What the injection did, kept with the model and recorded with the run.
