@@ -82,6 +82,7 @@ pub fn tiny_task(seed: u64) -> Task {
         name: "conformance".into(),
         num_classes: 3,
         class_names: vec!["top".into(), "bottom".into(), "middle".into()],
+        class_ids: vec![vec![0], vec![1], vec![2]],
         train,
         val,
         test,

@@ -115,6 +115,11 @@ pub struct Task {
     pub num_classes: usize,
     /// Human-readable class names, one per class (may be generic, e.g. `"3"`).
     pub class_names: Vec<String>,
+    /// For each class of the task, the class ids of the original dataset it holds: one id for a
+    /// class subset (`classes = [9, 5]` gives `[[9], [5]]`), several for a superclass. Empty
+    /// when the task does not come from a labelled dataset (synthetic tasks). Methods that map
+    /// a task onto a source's classes (Pool of Experts) read it.
+    pub class_ids: Vec<Vec<u32>>,
     /// Training split.
     pub train: ImageSet,
     /// Validation split (used for early stopping and model selection; may be empty).
@@ -147,6 +152,14 @@ impl Task {
         }
         if self.train.is_empty() {
             return Err(GraftError::Data(format!("task '{}' has no training images", self.name)));
+        }
+        if !self.class_ids.is_empty() && self.class_ids.len() != self.num_classes {
+            return Err(GraftError::Data(format!(
+                "task '{}': class_ids lists {} classes but the task has {}",
+                self.name,
+                self.class_ids.len(),
+                self.num_classes
+            )));
         }
         Ok(())
     }

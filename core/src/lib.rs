@@ -4,6 +4,7 @@
 //! A method crate implements [`TransferMethod`] and [`TaskModel`], and registers itself with
 //! `inventory::submit! { graft_core::registry::MethodEntry { .. } }`.
 
+pub mod artefact;
 pub mod backbone;
 pub mod bitpack;
 pub mod bench;

@@ -59,11 +59,13 @@ pub struct FitContext<'a> {
     pub eval_every_steps: Option<usize>,
     /// Called with every point of the convergence curve (see `eval_every_steps`).
     pub on_curve: Option<&'a mut dyn FnMut(&CurvePoint)>,
+    /// Where artefacts a method prepares once per source (Pool of Experts' pool) are cached.
+    pub artefacts: crate::artefact::ArtefactCache,
 }
 
 impl<'a> FitContext<'a> {
     /// A context on `device` with `seed`, no progress bar, no callbacks, no per-step evaluation
-    /// and the default in-memory feature cache.
+    /// the default in-memory feature cache and the default artefact cache (`GRAFT_ARTEFACT_DIR`).
     pub fn new(device: Device, seed: u64) -> Self {
         Self {
             device,
@@ -73,6 +75,7 @@ impl<'a> FitContext<'a> {
             features: crate::features::FeatureCache::default(),
             eval_every_steps: None,
             on_curve: None,
+            artefacts: crate::artefact::ArtefactCache::default(),
         }
     }
 }

@@ -110,6 +110,14 @@ pub trait Trainable {
     fn train_logits(&mut self, x: &Tensor, rng: &mut SeededRng) -> Result<Tensor>;
     /// Logits in evaluation mode, no graph.
     fn eval_logits(&self, x: &Tensor) -> Result<Tensor>;
+    /// The training loss of a batch: `logits` from [`Trainable::train_logits`], `labels` the
+    /// batch's `(n,)` u32 labels and `batch` the positions of its samples in the training split
+    /// (so a method can look up per-sample targets it prepared, e.g. a teacher's logits for
+    /// distillation). The default is mean cross-entropy on the labels.
+    fn loss(&self, logits: &Tensor, labels: &Tensor, batch: &[usize]) -> Result<Tensor> {
+        let _ = batch;
+        Ok(candle_nn::loss::cross_entropy(logits, labels)?)
+    }
     /// Called after each optimiser step (e.g. to update BN running statistics).
     fn after_step(&mut self) -> Result<()> {
         Ok(())
@@ -287,7 +295,7 @@ pub fn train(
             factor = cfg.schedule.factor(step, total, steps_per_epoch, cfg.warmup_steps);
             let (xb, labels, yb) = batch_of(train.x, train.y, idx, &device)?;
             let logits = model.train_logits(&xb, &mut rng)?;
-            let loss = candle_nn::loss::cross_entropy(&logits, &yb)?;
+            let loss = model.loss(&logits, &yb, idx)?;
             let lv = loss.to_scalar::<f32>()?;
             if !lv.is_finite() {
                 bar.abandon();

@@ -422,3 +422,55 @@ fn convergence_curve_evaluates_at_step_zero_every_n_steps_and_the_end_without_ch
     assert_eq!(bits(&plain.state), bits(&model.state().unwrap()));
     assert!(plain.report.curve.is_empty(), "no curve unless asked for");
 }
+
+/// A linear classifier whose loss is cross-entropy against targets looked up by sample position
+/// (the next class of the true one), as a distilling method looks up its teacher's outputs.
+struct ShiftedTargets {
+    inner: Linear,
+    /// Target of every training sample, by position in the training split.
+    targets: Vec<u32>,
+    /// Sample positions the loss was asked about, batch after batch.
+    seen: RefCell<Vec<usize>>,
+}
+
+impl Trainable for ShiftedTargets {
+    fn train_logits(&mut self, x: &Tensor, rng: &mut SeededRng) -> graft_core::Result<Tensor> {
+        self.inner.train_logits(x, rng)
+    }
+    fn eval_logits(&self, x: &Tensor) -> graft_core::Result<Tensor> {
+        self.inner.eval_logits(x)
+    }
+    fn loss(&self, logits: &Tensor, _labels: &Tensor, batch: &[usize]) -> graft_core::Result<Tensor> {
+        self.seen.borrow_mut().extend_from_slice(batch);
+        let t: Vec<u32> = batch.iter().map(|&i| self.targets[i]).collect();
+        let t = Tensor::from_vec(t, batch.len(), logits.device())?;
+        Ok(candle_nn::loss::cross_entropy(logits, &t)?)
+    }
+    fn state(&self) -> graft_core::Result<ParamMap> {
+        self.inner.state()
+    }
+    fn set_state(&mut self, state: &ParamMap) -> graft_core::Result<()> {
+        self.inner.set_state(state)
+    }
+}
+
+#[test]
+fn a_method_supplied_loss_replaces_cross_entropy() {
+    let c = cfg(OptimizerKind::Sgd, 0.05);
+    let (x, y) = blobs(50, 1);
+    let shifted: Vec<u32> = y.iter().map(|&l| (l + 1) % K as u32).collect();
+    let mut model = ShiftedTargets { inner: Linear::new(11), targets: shifted.clone(), seen: RefCell::new(Vec::new()) };
+    let groups = model.inner.groups(&c);
+    let mut ctx = FitContext::new(Device::Cpu, 11);
+    train::train(&mut model, groups, Split { x: &x, y: &y }, None, &c, &mut ctx, "shifted").unwrap();
+    // The loss saw every sample once per epoch, by its position in the split.
+    let mut seen = model.seen.borrow().clone();
+    seen.sort_unstable();
+    let expected: Vec<usize> = (0..y.len()).flat_map(|i| std::iter::repeat_n(i, c.epochs)).collect();
+    assert_eq!(seen, expected);
+    // It learned the method's targets, not the labels.
+    let eval = |t: &Tensor| model.eval_logits(t);
+    let on_targets = train::accuracy(&eval, Split { x: &x, y: &shifted }, 32).unwrap();
+    let on_labels = train::accuracy(&eval, Split { x: &x, y: &y }, 32).unwrap();
+    assert!(on_targets > 0.9 && on_labels < 0.1, "targets {on_targets}, labels {on_labels}");
+}

@@ -313,6 +313,17 @@ impl TaskSpec {
         }
     }
 
+    /// For each class of the built task, the dataset class ids it holds (see
+    /// [`graft_core::Task::class_ids`]): `[[c]]` per selected class, the members of each
+    /// superclass, or every dataset class on its own.
+    pub fn class_ids(&self) -> Vec<Vec<u32>> {
+        match (&self.classes, &self.superclasses) {
+            (Some(classes), _) => classes.iter().map(|&c| vec![c]).collect(),
+            (None, Some(groups)) => groups.clone(),
+            (None, None) => (0..self.dataset.num_classes() as u32).map(|c| vec![c]).collect(),
+        }
+    }
+
     /// Loads the dataset from `data_dir` (see [`crate::locate()`]) and builds the task for a
     /// backbone whose input is `input = (channels, height, width)`.
     pub fn build(&self, data_dir: &Path, input: (usize, usize, usize)) -> Result<Task> {
@@ -484,6 +495,7 @@ impl TaskSpec {
             name: self.name.clone(),
             num_classes,
             class_names: self.class_names(),
+            class_ids: self.class_ids(),
             train,
             val,
             test,
@@ -559,6 +571,7 @@ mod tests {
         let task = spec.build_from(&digits(), (3, 12, 12)).unwrap();
         assert_eq!(task.num_classes, 3);
         assert_eq!(task.class_names, vec!["9", "5", "6"]);
+        assert_eq!(task.class_ids, vec![vec![9], vec![5], vec![6]]);
         assert_eq!(task.input_shape(), (3, 12, 12));
         assert_eq!(task.test.len(), 40);
         // ~0.7 * 540 = 378 train images, halved.
@@ -593,6 +606,8 @@ mod tests {
         let mut spec = TaskSpec::new("f-super", DatasetName::FashionMnist);
         spec.superclasses = Some(vec![vec![7, 5, 9], vec![1, 3]]);
         assert_eq!(spec.class_names(), vec!["footwear", "Trouser+Dress"]);
+        assert_eq!(spec.class_ids(), vec![vec![7, 5, 9], vec![1, 3]]);
+        assert_eq!(TaskSpec::new("all", DatasetName::Digits).class_ids()[3], vec![3]);
         spec.superclass_names = Some(vec!["shoes".into(), "misc".into()]);
         assert_eq!(spec.class_names(), vec!["shoes", "misc"]);
         assert_eq!(spec.num_classes(), 2);

@@ -44,6 +44,9 @@ pub enum Command {
     /// Transfer learning by injection: match a teacher onto a student, score architectures.
     #[command(subcommand)]
     Tli(TliCommand),
+    /// Pool of Experts: distil a pool from an oracle, assemble query models without training.
+    #[command(subcommand)]
+    Poe(PoeCommand),
 }
 
 /// `graft tli ...`.
@@ -326,4 +329,72 @@ pub fn progress_enabled(progress: bool, no_progress: bool) -> bool {
     } else {
         std::io::stderr().is_terminal()
     }
+}
+
+/// `graft poe ...`.
+#[derive(Subcommand, Debug)]
+pub enum PoeCommand {
+    /// Distils a pool (library + one expert per primitive task) from an oracle into
+    /// `<pool>/pool.safetensors`; on an existing pool, trains only the experts it lacks.
+    Build(PoeBuildArgs),
+    /// Assembles the model of a set of primitive tasks without training; prints build time,
+    /// size, FLOPs and test accuracy.
+    Query(PoeQueryArgs),
+}
+
+/// `graft poe build`.
+#[derive(Args, Debug)]
+pub struct PoeBuildArgs {
+    /// The oracle: a graft source trained on all classes (`graft pretrain` output).
+    #[arg(long, value_name = "FILE")]
+    pub oracle: PathBuf,
+    /// Directory of the pool (created; holds pool.safetensors).
+    #[arg(long, value_name = "DIR")]
+    pub pool: PathBuf,
+    /// Primitive tasks as `name=c,c,...;name=c,...` (default: the Fashion-MNIST superclasses
+    /// tops, footwear, other).
+    #[arg(long, value_name = "GROUPS")]
+    pub groups: Option<String>,
+    /// Epochs of the library and of each expert (default 5; lr ÷ 10 at 40 % and 80 %).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Training images the pool is distilled on (default 5000, Fashion-MNIST).
+    #[arg(long)]
+    pub max_train: Option<usize>,
+    /// Seed of pool preparation.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// `graft poe query`.
+#[derive(Args, Debug)]
+pub struct PoeQueryArgs {
+    /// Directory of the pool (`graft poe build --pool`).
+    #[arg(long, value_name = "DIR")]
+    pub pool: PathBuf,
+    /// Primitive tasks of the query, comma-separated (e.g. footwear,other).
+    #[arg(long)]
+    pub tasks: String,
+    /// The oracle, to check the pool was distilled from it.
+    #[arg(long, value_name = "FILE")]
+    pub oracle: Option<PathBuf>,
+    /// Dataset of the test images (default fashion-mnist).
+    #[arg(long, default_value = "fashion-mnist")]
+    pub dataset: String,
+    /// At most this many test images (stratified).
+    #[arg(long)]
+    pub max_test: Option<usize>,
+    /// Also train the same-size baselines on the query (scratch; frozen library + new experts)
+    /// and print their accuracy and training time.
+    #[arg(long)]
+    pub baselines: bool,
+    /// Epochs of each baseline (lr 0.1 ÷ 10 at 40 % and 80 %).
+    #[arg(long, default_value_t = 5)]
+    pub baseline_epochs: usize,
+    /// Labelled training images of the query the baselines train on.
+    #[arg(long, default_value_t = 2000)]
+    pub baseline_train: usize,
+    /// Seed of the baselines.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }

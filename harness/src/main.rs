@@ -7,6 +7,7 @@ mod bench_cmd;
 mod cli;
 mod data_cmd;
 mod list;
+mod poe_cmd;
 mod pretrain_cmd;
 mod report;
 mod results;
@@ -20,6 +21,7 @@ mod tli_cmd;
 use graft_baselines as _;
 use graft_ksm as _;
 use graft_piggyback as _;
+use graft_poe as _;
 use graft_snow as _;
 use graft_tli as _;
 
@@ -79,6 +81,10 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::ServeBench(args)) => serve_bench_cmd::run(&args),
         Some(Command::Tli(cmd)) => {
             print!("{}", tli_cmd::run(&cmd)?);
+            Ok(())
+        }
+        Some(Command::Poe(cmd)) => {
+            print!("{}", poe_cmd::run(&cmd, &data_dir()?)?);
             Ok(())
         }
     }

@@ -124,6 +124,7 @@ pub(crate) fn build_units(spec: &BackboneSpec) -> Result<(Vec<UnitDef>, Vec<Laye
     let units = match &spec.arch {
         Arch::ResnetCifar { depth, width } => resnet_cifar::build(*depth, *width, c, k),
         Arch::Wrn { depth, widen } => wrn::build(*depth, *widen, c, k),
+        Arch::WrnTop { depth, widen, from_stage } => wrn::build_top(*depth, *widen, *from_stage, c, k),
         Arch::Resnet { depth, width } => resnet::build(*depth, *width, c, k),
         Arch::Mobilenetv2 { width_mult } => mobilenetv2::build(*width_mult, c, k),
         Arch::Vgg { config, width_div, pool } => vgg::build(*config, *width_div, *pool, c, k),

@@ -37,6 +37,20 @@ pub enum Arch {
         /// Widen factor `k` (1 gives a thin 16/32/64-channel net).
         widen: usize,
     },
+    /// The top of a Wide ResNet: its stages from `from_stage` on, the final BN → ReLU, pool and
+    /// `fc`, at a widen factor that may be a fraction (0.25 gives 4/8/16 channels per stage).
+    /// Its input is another network's tap: `input` gives that tap's channels and spatial size
+    /// (mean 0 and std 1 make the input normalisation the identity). Pool of Experts' experts
+    /// are `wrn-16-0.25-from-stage3` on a WRN-16-1 library's `stage2` output.
+    WrnTop {
+        /// Total depth of the whole WRN, `6n + 4`: each stage has `n` blocks.
+        depth: usize,
+        /// Widen factor, a positive number (fractions allowed); stage `s` has
+        /// `round(16 · 2^(s-1) · widen)` channels, at least 1.
+        widen: f64,
+        /// First stage present, 1..=3 (its first block reads the input map).
+        from_stage: usize,
+    },
     /// ImageNet-style ResNet with torchvision's parameter names and layout (7x7/2 stem, 3x3/2
     /// max pool, 4 stages, global average pool), for any input size.
     Resnet {
@@ -152,6 +166,7 @@ impl Arch {
         match self {
             Arch::ResnetCifar { .. } => "resnet-cifar",
             Arch::Wrn { .. } => "wrn",
+            Arch::WrnTop { .. } => "wrn-top",
             Arch::Resnet { .. } => "resnet",
             Arch::Mobilenetv2 { .. } => "mobilenetv2",
             Arch::Vgg { .. } => "vgg",
@@ -163,6 +178,7 @@ impl Arch {
         match self {
             Arch::ResnetCifar { depth, width } => format!("resnet-cifar-{depth}-w{width}"),
             Arch::Wrn { depth, widen } => format!("wrn-{depth}-{widen}"),
+            Arch::WrnTop { depth, widen, from_stage } => format!("wrn-{depth}-{widen}-from-stage{from_stage}"),
             Arch::Resnet { depth, width: 64 } => format!("resnet{depth}"),
             Arch::Resnet { depth, width } => format!("resnet{depth}-w{width}"),
             Arch::Mobilenetv2 { width_mult } => format!("mobilenetv2-{width_mult:?}"),
@@ -199,6 +215,17 @@ impl Arch {
                     return bad("wrn widen factor must be at least 1".into());
                 }
             }
+            Arch::WrnTop { depth, widen, from_stage } => {
+                if depth < 10 || (depth - 4) % 6 != 0 {
+                    return bad(format!("wrn-top depth must be 6n+4 with n >= 1 (10, 16, 22, 28, 40, ...), got {depth}"));
+                }
+                if !(widen.is_finite() && widen > 0.0 && widen <= 64.0) {
+                    return bad(format!("wrn-top widen factor must be in (0, 64], got {widen}"));
+                }
+                if !(1..=3).contains(&from_stage) {
+                    return bad(format!("wrn-top from_stage must be 1, 2 or 3, got {from_stage}"));
+                }
+            }
             Arch::Resnet { depth, width } => {
                 if super::resnet::layout(depth).is_none() {
                     return bad(format!("resnet depth must be one of {:?} (torchvision's), got {depth}", super::resnet::DEPTHS));
@@ -229,6 +256,7 @@ impl std::str::FromStr for Arch {
     type Err = GraftError;
 
     /// Parses an identifier as written by [`Arch::id`]: `resnet-cifar-20-w16`, `wrn-16-4`,
+    /// `wrn-16-0.25-from-stage3`,
     /// `resnet18`, `resnet50-w8`, `mobilenetv2-0.5`, `vgg11-bn`, `vgg16-bn-d16-p1`. The result is
     /// checked with [`Arch::validate`].
     fn from_str(s: &str) -> Result<Self> {
@@ -242,6 +270,9 @@ impl std::str::FromStr for Arch {
         let arch = if let Some(rest) = s.strip_prefix("resnet-cifar-") {
             let (d, w) = rest.split_once("-w").ok_or_else(bad)?;
             Arch::ResnetCifar { depth: num(d)?, width: num(w)? }
+        } else if let Some((rest, stage)) = s.strip_prefix("wrn-").and_then(|r| r.split_once("-from-stage")) {
+            let (d, k) = rest.split_once('-').ok_or_else(bad)?;
+            Arch::WrnTop { depth: num(d)?, widen: k.parse().map_err(|_| bad())?, from_stage: num(stage)? }
         } else if let Some(rest) = s.strip_prefix("wrn-") {
             let (d, k) = rest.split_once('-').ok_or_else(bad)?;
             Arch::Wrn { depth: num(d)?, widen: num(k)? }

@@ -14,6 +14,9 @@ pub fn delta_spec(source: &BackboneSpec, fraction: f64, classes: usize) -> Resul
     let arch = match &source.arch {
         Arch::ResnetCifar { depth, width } => Arch::ResnetCifar { depth: *depth, width: scale(*width) },
         Arch::Wrn { depth, widen } => Arch::Wrn { depth: *depth, widen: scale(*widen) },
+        Arch::WrnTop { depth, widen, from_stage } => {
+            Arch::WrnTop { depth: *depth, widen: widen * fraction, from_stage: *from_stage }
+        }
         Arch::Resnet { depth, width } => Arch::Resnet { depth: *depth, width: scale(*width) },
         Arch::Mobilenetv2 { width_mult } => Arch::Mobilenetv2 { width_mult: width_mult * fraction },
         Arch::Vgg { config, width_div, pool } => {
