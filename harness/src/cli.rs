@@ -384,8 +384,9 @@ pub struct PoeQueryArgs {
     /// At most this many test images (stratified).
     #[arg(long)]
     pub max_test: Option<usize>,
-    /// Also train the same-size baselines on the query (scratch; frozen library + new experts)
-    /// and print their accuracy and training time.
+    /// Also train the same-size baselines on the query (scratch; frozen library + new experts;
+    /// multi-teacher KD from the oracle, when --oracle is given) and print their accuracy and
+    /// training time.
     #[arg(long)]
     pub baselines: bool,
     /// Epochs of each baseline (lr 0.1 ÷ 10 at 40 % and 80 %).

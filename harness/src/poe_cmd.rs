@@ -138,12 +138,19 @@ fn query(args: &PoeQueryArgs, data_dir: &Path) -> Result<String> {
         )?;
     }
     if args.baselines {
-        for kind in [Baseline::Scratch, Baseline::FrozenLibrary] {
+        // Multi-teacher KD distils from the oracle, so it runs only when one is given.
+        let oracle = args.oracle.as_deref().map(load_oracle).transpose()?;
+        let defaults = PoeConfig::default().expert;
+        let mut kinds = vec![Baseline::Scratch, Baseline::FrozenLibrary];
+        if oracle.is_some() {
+            kinds.push(Baseline::MultiTeacherKd { temperature: defaults.temperature, alpha: defaults.alpha });
+        }
+        for kind in kinds {
             let mut cfg = paper_train(args.baseline_epochs);
             cfg.batch_size = 64;
             let mut ctx = FitContext::new(Device::Cpu, args.seed);
             ctx.progress = true;
-            let (trained, report) = train_baseline(&model, &task, kind, &cfg, args.seed, &mut ctx)?;
+            let (trained, report) = train_baseline(&model, &task, kind, &cfg, args.seed, oracle.as_ref(), &mut ctx)?;
             let acc = accuracy(&|t| trained.forward(t), split, 256)?;
             writeln!(
                 out,
@@ -174,7 +181,7 @@ mod tests {
     fn the_poe_suite_parses_and_its_configs_build() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/poe/fashion-queries.toml");
         let suite = crate::suite::Suite::load(&path).unwrap();
-        for m in ["poe", "scratch"] {
+        for m in &suite.methods {
             let config = suite.method_configs.get(m).cloned();
             graft_core::registry::build(m, config.as_ref()).unwrap_or_else(|e| panic!("{m}: {e}"));
         }

@@ -138,10 +138,26 @@ impl Pool {
         Ok(pool)
     }
 
-    /// Trains the expert of `group` on `images` and adds it; the library and the other experts
-    /// are not touched. Refuses another oracle, a name already in the pool, and classes the
-    /// oracle does not have or another expert already serves.
-    pub fn add_expert(&mut self, oracle: &Source, images: &Tensor, group: &PrimitiveTask, cfg: &ExpertConfig, seed: u64, ctx: &mut FitContext) -> Result<()> {
+    /// A pool of the architecture [`Pool::build`] gives for `oracle`, freshly initialised from
+    /// `seed` and untrained: the shape of the same-size baselines, and the shell a stored
+    /// baseline's tensors are loaded into.
+    pub fn untrained(oracle: &Source, groups: &[PrimitiveTask], library: &LibraryConfig, expert: &ExpertConfig, seed: u64) -> Result<Self> {
+        let device = oracle.backbone.device();
+        let library_net = Backbone::init(library_spec(oracle.backbone.spec(), library), sub_seed(seed, "poe-library"), device)?;
+        let library_tap = library_net.last_stage_input_tap();
+        let mut pool = Self { oracle_hash: oracle.hash.clone(), library: library_net, library_tap, experts: Vec::new() };
+        for g in groups {
+            let classes = pool.new_group_classes(oracle, g)?;
+            let spec = expert_spec(&pool.library, &pool.library_tap, expert.width, classes.len())?;
+            let net = Backbone::init(spec, sub_seed(seed, &format!("poe-expert-{}", g.name)), device)?;
+            pool.experts.push(Expert { name: g.name.clone(), classes, net });
+        }
+        Ok(pool)
+    }
+
+    /// The sorted classes of a group about to be added, or why it cannot be: another oracle, a
+    /// name already in the pool, a class the oracle does not have or another expert serves.
+    fn new_group_classes(&self, oracle: &Source, group: &PrimitiveTask) -> Result<Vec<u32>> {
         self.check_oracle(oracle)?;
         if self.experts.iter().any(|e| e.name == group.name) {
             return Err(PoeError::Pool(format!("the pool already has an expert for '{}'", group.name)).into());
@@ -158,6 +174,14 @@ impl Pool {
                 return Err(PoeError::Pool(format!("primitive task '{}': class {c} is already served by expert '{}'", group.name, e.name)).into());
             }
         }
+        Ok(classes)
+    }
+
+    /// Trains the expert of `group` on `images` and adds it; the library and the other experts
+    /// are not touched. Refuses another oracle, a name already in the pool, and classes the
+    /// oracle does not have or another expert already serves.
+    pub fn add_expert(&mut self, oracle: &Source, images: &Tensor, group: &PrimitiveTask, cfg: &ExpertConfig, seed: u64, ctx: &mut FitContext) -> Result<()> {
+        let classes = self.new_group_classes(oracle, group)?;
         let logits = oracle.backbone.features(images, "logits", BATCH)?;
         let features = self.library.features(images, &self.library_tap, BATCH)?;
         let spec = expert_spec(&self.library, &self.library_tap, cfg.width, classes.len())?;
