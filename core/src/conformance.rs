@@ -90,6 +90,27 @@ pub fn tiny_task(seed: u64) -> Task {
     }
 }
 
+/// `task` with every image enlarged `k` times by pixel repetition (for backbones that need a
+/// larger input than [`tiny_task`]'s 8x8, e.g. VGG's five poolings).
+pub fn upsample(task: &Task, k: usize) -> Task {
+    let up = |s: &ImageSet| {
+        let (c, h, w) = s.shape();
+        let mut out = Vec::with_capacity(s.len() * c * h * w * k * k);
+        for i in 0..s.len() {
+            let img = s.image(i);
+            for ch in 0..c {
+                for y in 0..h * k {
+                    for x in 0..w * k {
+                        out.push(img[(ch * h + y / k) * w + x / k]);
+                    }
+                }
+            }
+        }
+        ImageSet::new(out, s.labels.clone(), c, h * k, w * k).expect("consistent sizes")
+    };
+    Task { train: up(&task.train), val: up(&task.val), test: up(&task.test), ..task.clone() }
+}
+
 fn bits(t: &Tensor) -> Vec<u32> {
     t.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("f32 tensor").into_iter().map(f32::to_bits).collect()
 }
@@ -172,4 +193,51 @@ pub fn check(case: &Case) {
     let err = registry::load_task_model(&other, &path, &dev).err().unwrap_or_else(|| panic!("{m}: loaded onto a different source"));
     assert!(err.to_string().contains("source"), "{m}: wrong-source error does not say so: {err}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Pins what a method stores and computes across refactors. With `write`, fits `method` with
+/// `config` on the tiny source and task (seed 3) and saves its delta as `<dir>/<name>.safetensors`
+/// and its test logits as `<dir>/<name>.logits.safetensors`. Otherwise loads that delta with the
+/// current code, which must give the saved logits, and fits again, which must store tensors of
+/// the same names, dtypes and shapes and the same values. Values are compared to 1e-4 (and masks
+/// to 99 % of their bytes), not bit for bit: the fixtures were written on another CPU, whose
+/// matrix kernels may round differently.
+pub fn check_fixture(method: &str, config: &serde_json::Value, dir: &std::path::Path, name: &str, write: bool) {
+    let dev = Device::Cpu;
+    let source = tiny_source(7);
+    let task = tiny_task(7);
+    let x = task.test.images_tensor(&dev).expect("images");
+    let delta_path = dir.join(format!("{name}.safetensors"));
+    let logits_path = dir.join(format!("{name}.logits.safetensors"));
+    let built = registry::build(method, Some(config)).unwrap_or_else(|e| panic!("{method}: {e}"));
+    let model = built.fit(&source, &task, &mut FitContext::new(dev.clone(), 3)).unwrap_or_else(|e| panic!("{method}: fit failed: {e}"));
+    if write {
+        std::fs::create_dir_all(dir).expect("fixture folder");
+        model.save(&delta_path).expect("delta saved");
+        let out = model.forward(&x).expect("forward");
+        candle_core::safetensors::save(&std::collections::HashMap::from([("logits".to_string(), out)]), &logits_path).expect("logits saved");
+        return;
+    }
+    let values = |t: &Tensor| -> Vec<f32> {
+        t.flatten_all().and_then(|t| t.to_dtype(candle_core::DType::F32)).and_then(|t| t.to_vec1::<f32>()).expect("numeric tensor")
+    };
+    let close = |a: &[f32], b: &[f32]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-4 * (1.0 + y.abs()));
+    let saved = candle_core::safetensors::load(&logits_path, &dev).unwrap_or_else(|e| panic!("{}: {e}", logits_path.display()));
+    let loaded = registry::load_task_model(&source, &delta_path, &dev).unwrap_or_else(|e| panic!("{method}: {} no longer loads: {e}", delta_path.display()));
+    let out = loaded.forward(&x).expect("forward");
+    assert!(close(&values(&out), &values(&saved["logits"])), "{method}: the saved delta {} gives other logits", delta_path.display());
+    let stored = crate::method::Delta::load(&delta_path, &dev).expect("delta reads");
+    let now = model.delta_tensors().expect("delta tensors");
+    assert_eq!(now.keys().collect::<Vec<_>>(), stored.tensors.keys().collect::<Vec<_>>(), "{method}: stored tensor names changed");
+    for (k, v) in &now {
+        let old = &stored.tensors[k];
+        assert_eq!((v.dtype(), v.dims()), (old.dtype(), old.dims()), "{method}: '{k}' changed dtype or shape");
+        let (a, b) = (values(v), values(old));
+        let same = if v.dtype() == candle_core::DType::U8 {
+            a.iter().zip(&b).filter(|(x, y)| x == y).count() * 100 >= 99 * a.len()
+        } else {
+            close(&a, &b)
+        };
+        assert!(same, "{method}: fitting now stores another '{k}' than {}", delta_path.display());
+    }
 }

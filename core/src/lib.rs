@@ -15,6 +15,7 @@ pub mod error;
 pub mod features;
 pub mod init;
 pub mod kernels;
+pub mod kit;
 pub mod method;
 pub mod optim;
 pub mod params;

@@ -50,6 +50,21 @@ pub trait Hooks {
         let _ = tap;
         Ok(x)
     }
+
+    /// Whether [`Hooks::conv_output`] changes the output of the conv module `conv` (e.g.
+    /// `layer1.0.conv1`); when true the conv and its BN run unfused.
+    fn alters_conv(&self, conv: &str) -> bool {
+        let _ = conv;
+        false
+    }
+
+    /// Replaces the output `y` of conv `conv` (before its BN) given the conv's input `x`:
+    /// residual adapters in series read `y`, in parallel `x`. Called only for the convs for which
+    /// [`Hooks::alters_conv`] is true; the default keeps `y`.
+    fn conv_output(&self, conv: &ConvDef, x: &Tensor, y: Tensor) -> Result<Tensor> {
+        let _ = (conv, x);
+        Ok(y)
+    }
 }
 
 /// The hooks of a plain frozen forward pass.
@@ -469,11 +484,15 @@ impl Backbone {
         Ok(hooks.param(name, frozen)?.unwrap_or_else(|| frozen.clone()))
     }
 
-    /// A convolution with its (possibly overridden) weight and bias.
+    /// A convolution with its (possibly overridden) weight and bias, and its output hook.
     fn conv(&self, x: &Tensor, conv: &ConvDef, hooks: &dyn Hooks) -> Result<Tensor> {
         let w = self.p(&conv.weight_name(), hooks)?;
         let b = if conv.bias { Some(self.p(&format!("{}.bias", conv.name), hooks)?) } else { None };
-        conv2d(x, &w, b.as_ref(), conv)
+        let y = conv2d(x, &w, b.as_ref(), conv)?;
+        if hooks.alters_conv(&conv.name) {
+            return hooks.conv_output(conv, x, y);
+        }
+        Ok(y)
     }
 
     /// conv → BN → activation: the one place a conv and its BN run, so fused kernels can take
@@ -492,6 +511,11 @@ impl Backbone {
         if hooks.bn_uses_batch_stats(bn) {
             let y = self.conv(x, conv, hooks)?;
             return self.bn_train(&y, bn, &gamma, &beta, act, stats);
+        }
+        if hooks.alters_conv(&conv.name) {
+            // Something runs between the conv and its BN: no folding.
+            let y = self.conv(x, conv, hooks)?;
+            return self.bn_act(&y, bn, act, hooks, stats);
         }
         // Fixed statistics: the BN folds into the conv (bias and activation inside the kernel).
         let w = self.p(&conv.weight_name(), hooks)?;

@@ -47,6 +47,14 @@ impl Hooks for TuneHooks<'_> {
     fn tap_output(&self, tap: &str, x: Tensor) -> Result<Tensor> {
         self.outer.tap_output(tap, x)
     }
+
+    fn alters_conv(&self, conv: &str) -> bool {
+        self.outer.alters_conv(conv)
+    }
+
+    fn conv_output(&self, conv: &super::ConvDef, x: &Tensor, y: Tensor) -> Result<Tensor> {
+        self.outer.conv_output(conv, x, y)
+    }
 }
 
 impl TunedBackbone {

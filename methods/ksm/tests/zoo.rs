@@ -4,29 +4,9 @@
 
 use candle_core::Device;
 use graft_core::backbone::{Arch, BackboneSpec, InputSpec, VggConfig};
-use graft_core::conformance::tiny_task;
-use graft_core::{Backbone, FitContext, ImageSet, Provenance, Source, Task, TaskModel};
+use graft_core::conformance::{tiny_task, upsample};
+use graft_core::{Backbone, FitContext, Provenance, Source, TaskModel};
 use graft_ksm::{Ksm, KsmConfig, ScaleKind};
-
-/// `task` with every image enlarged `k` times by pixel repetition.
-fn upsample(task: &Task, k: usize) -> Task {
-    let up = |s: &ImageSet| {
-        let (c, h, w) = s.shape();
-        let mut out = Vec::with_capacity(s.len() * c * h * w * k * k);
-        for i in 0..s.len() {
-            let img = s.image(i);
-            for ch in 0..c {
-                for y in 0..h * k {
-                    for x in 0..w * k {
-                        out.push(img[(ch * h + y / k) * w + x / k]);
-                    }
-                }
-            }
-        }
-        ImageSet::new(out, s.labels.clone(), c, h * k, w * k).unwrap()
-    };
-    Task { train: up(&task.train), val: up(&task.val), test: up(&task.test), ..task.clone() }
-}
 
 #[test]
 fn ksm_fits_every_architecture_and_trains_what_it_documents() {
