@@ -1,0 +1,67 @@
+//! Configuration of the residual adapters (both placements share it).
+
+use graft_core::optim::{OptimizerKind, Schedule};
+use graft_core::registry::MethodConfig;
+use graft_core::train::TrainConfig;
+use serde::{Deserialize, Serialize};
+
+/// Which 3x3 convolutions get an adapter.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub enum AdaptedConvs {
+    /// Every 3x3 conv (`"all"`, the stem's included; papers: every 3x3 conv of the ResNet-26).
+    #[default]
+    All,
+    /// Every 3x3 conv but the first in forward order (`"all-but-first"`).
+    AllButFirst,
+    /// Exactly these convs, by module name (`{ "only": ["layer1.0.conv1", …] }`).
+    Only(Vec<String>),
+}
+
+/// Configuration of a residual adapter method. `Default` is the papers' setting where known
+/// (see `docs/methods/adapters.md` for the source of every value).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdapterConfig {
+    /// The 3x3 convs that get an adapter. Default `all`.
+    pub convs: AdaptedConvs,
+    /// Train a per-domain copy of every BatchNorm of the backbone (γ, β, running statistics).
+    /// Default true: both papers keep BN per domain.
+    pub domain_bn: bool,
+    /// Learning rate of the new head (`None`: `train.lr`).
+    pub head_lr: Option<f64>,
+    /// Training of the adapters, BN and head. Default: SGD momentum 0.9, lr 0.1, weight decay
+    /// 5e-4 (the papers' optimiser), 10 epochs (scaled to graft's data), cosine schedule.
+    pub train: TrainConfig,
+}
+
+impl Default for AdapterConfig {
+    fn default() -> Self {
+        let mut train = TrainConfig::default().with(10, OptimizerKind::Sgd, 0.1);
+        train.momentum = 0.9;
+        train.weight_decay = 5e-4;
+        train.schedule = Schedule::Cosine;
+        Self { convs: AdaptedConvs::All, domain_bn: true, head_lr: None, train }
+    }
+}
+
+impl MethodConfig for AdapterConfig {
+    fn validate(&self) -> std::result::Result<(), String> {
+        if let AdaptedConvs::Only(names) = &self.convs {
+            if names.is_empty() {
+                return Err("convs.only must name at least one conv (or use \"all\")".into());
+            }
+            let mut sorted = names.clone();
+            sorted.sort();
+            if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+                return Err(format!("convs.only names conv '{}' twice", w[0]));
+            }
+        }
+        if let Some(v) = self.head_lr {
+            if !(v > 0.0 && v.is_finite()) {
+                return Err(format!("head_lr must be a positive number, got {v}"));
+            }
+        }
+        self.train.validate()
+    }
+}
