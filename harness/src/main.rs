@@ -18,6 +18,8 @@ mod suite;
 mod tli_cmd;
 
 // Method crates register themselves when linked; name each one here.
+use graft_adapters as _;
+use graft_attention as _;
 use graft_baselines as _;
 use graft_ksm as _;
 use graft_piggyback as _;

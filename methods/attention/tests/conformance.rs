@@ -1,0 +1,57 @@
+//! Adaptive attention's rows of the graft-core conformance table, with the trainable counts
+//! worked out by hand for the tiny source (resnet-cifar-8, width 4, 1x8x8, 3 classes): block taps
+//! `stage1.block0` (4 channels), `stage2.block0` (8), `stage3.block0` (16); nine BNs of 84
+//! channels; 16 pooled features.
+
+use graft_core::conformance::{check, Case};
+use graft_core::{Source, Task};
+use serde_json::json;
+
+use graft_attention as _;
+
+/// Multiplicative channel gates at r = 16 (one hidden unit each): `2·C·1 + 1 + C` =
+/// 13 + 25 + 49.
+const GATES: usize = 87;
+/// Domain BNs: γ and β of 84 channels.
+const DOMAIN_BN: usize = 168;
+/// Head: (16 + 1) × 3.
+const HEAD: usize = 51;
+
+/// `conformance::check` saves into a folder named after the method and the process, so two
+/// cases of one method must not run at the same time (the tests of a file share a process).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn check_serially(case: &Case) {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    check(case);
+}
+
+#[test]
+fn attention_conforms() {
+    check_serially(&Case {
+        method: "adaptive-attention",
+        config: json!({ "train": { "epochs": 2, "batch_size": 16, "lr": 0.05 } }),
+        expected_trainable: |_: &Source, _: &Task| GATES + DOMAIN_BN + HEAD,
+    });
+}
+
+#[test]
+fn residual_attention_with_spatial_gates_and_no_domain_bn_conforms() {
+    check_serially(&Case {
+        method: "adaptive-attention",
+        config: json!({ "placement": "residual", "spatial": true, "spatial_kernel": 3, "domain_bn": false, "head_lr": 0.01, "train": { "epochs": 2, "batch_size": 16 } }),
+        // Each module adds γ (C) and a spatial gate of 2·3² + 1 plus its scalar γ: 13 + 4 + 20,
+        // 25 + 8 + 20, 49 + 16 + 20.
+        expected_trainable: |_: &Source, _: &Task| 37 + 53 + 85 + HEAD,
+    });
+}
+
+#[test]
+fn attention_at_one_named_tap_conforms() {
+    check_serially(&Case {
+        method: "adaptive-attention",
+        config: json!({ "taps": { "only": ["stage3.block0"] }, "reduction": 2, "train": { "epochs": 2, "batch_size": 16 } }),
+        // C = 16, 8 hidden units: 2·16·8 + 8 + 16.
+        expected_trainable: |_: &Source, _: &Task| 280 + DOMAIN_BN + HEAD,
+    });
+}
