@@ -111,6 +111,24 @@ pub fn upsample(task: &Task, k: usize) -> Task {
     Task { train: up(&task.train), val: up(&task.val), test: up(&task.test), ..task.clone() }
 }
 
+/// One small backbone of every zoo family (pre-activation WRN, torchvision ResNet-18 and -50,
+/// MobileNetV2 with depthwise convs, VGG-11), 5 classes, each with the tiny task at its input
+/// size (8x8; VGG's five poolings need 32x32, so its task is upsampled 4x).
+pub fn zoo_cases() -> Vec<(BackboneSpec, Task)> {
+    use crate::backbone::VggConfig;
+    let archs = [
+        (Arch::Wrn { depth: 10, widen: 1 }, 1),
+        (Arch::Resnet { depth: 18, width: 2 }, 1),
+        (Arch::Resnet { depth: 50, width: 2 }, 1),
+        (Arch::Mobilenetv2 { width_mult: 0.25 }, 1),
+        (Arch::Vgg { config: VggConfig::Vgg11, width_div: 64, pool: 1 }, 4),
+    ];
+    archs
+        .into_iter()
+        .map(|(arch, k)| (BackboneSpec { arch, input: InputSpec::new(1, 8 * k, 8 * k), num_classes: 5 }, upsample(&tiny_task(1), k)))
+        .collect()
+}
+
 fn bits(t: &Tensor) -> Vec<u32> {
     t.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("f32 tensor").into_iter().map(f32::to_bits).collect()
 }

@@ -4,8 +4,8 @@
 use candle_core::Device;
 use graft_core::kit::{HEAD_BIAS, HEAD_WEIGHT};
 use graft_adapters::{AdaptedConvs, AdapterConfig, AdapterModel, AdapterNet, Layout, Placement, ResidualAdapters};
-use graft_core::backbone::{linear, Arch, BackboneSpec, InputSpec, VggConfig};
-use graft_core::conformance::{tiny_source, tiny_task, upsample};
+use graft_core::backbone::linear;
+use graft_core::conformance::{tiny_source, tiny_task, zoo_cases};
 use graft_core::{Backbone, FitContext, Provenance, Source, TaskModel, Trainable};
 
 const PLACEMENTS: [Placement; 2] = [Placement::Series, Placement::Parallel];
@@ -71,18 +71,9 @@ fn trained_adapters_change_the_logits() {
 
 #[test]
 fn every_zoo_family_takes_both_placements() {
-    let archs = [
-        (Arch::Wrn { depth: 10, widen: 1 }, 1),
-        (Arch::Resnet { depth: 18, width: 2 }, 1),
-        (Arch::Resnet { depth: 50, width: 2 }, 1),
-        (Arch::Mobilenetv2 { width_mult: 0.25 }, 1),
-        (Arch::Vgg { config: VggConfig::Vgg11, width_div: 64, pool: 1 }, 4),
-    ];
     let dev = Device::Cpu;
     let dir = tempfile::tempdir().unwrap();
-    for (arch, k) in archs {
-        let task = upsample(&tiny_task(1), k);
-        let spec = BackboneSpec { arch, input: InputSpec::new(1, 8 * k, 8 * k), num_classes: 5 };
+    for (spec, task) in zoo_cases() {
         let bb = Backbone::init(spec.clone(), 2, &dev).unwrap();
         let source = Source::new(bb.clone(), Provenance::default()).unwrap();
         let three: Vec<_> = bb.convs().into_iter().filter(|c| c.conv.kernel == 3).collect();

@@ -4,8 +4,8 @@
 //! logits.
 
 use candle_core::Device;
-use graft_core::backbone::{is_bn_buffer, Arch, BackboneSpec, InputSpec, VggConfig};
-use graft_core::conformance::{tiny_task, upsample};
+use graft_core::backbone::is_bn_buffer;
+use graft_core::conformance::zoo_cases;
 use graft_core::{Backbone, FitContext, Provenance, Source};
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -18,18 +18,9 @@ fn scalars(bb: &Backbone, names: &BTreeSet<String>) -> usize {
 
 #[test]
 fn baselines_fit_every_architecture_and_train_what_they_document() {
-    let archs = [
-        (Arch::Wrn { depth: 10, widen: 1 }, 1),
-        (Arch::Resnet { depth: 18, width: 2 }, 1),
-        (Arch::Resnet { depth: 50, width: 2 }, 1),
-        (Arch::Mobilenetv2 { width_mult: 0.25 }, 1),
-        (Arch::Vgg { config: VggConfig::Vgg11, width_div: 64, pool: 1 }, 4),
-    ];
     let dev = Device::Cpu;
     let dir = tempfile::tempdir().unwrap();
-    for (arch, k) in archs {
-        let task = upsample(&tiny_task(1), k);
-        let spec = BackboneSpec { arch, input: InputSpec::new(1, 8 * k, 8 * k), num_classes: 5 };
+    for (spec, task) in zoo_cases() {
         let bb = Backbone::init(spec.clone(), 2, &dev).unwrap();
         let source = Source::new(bb.clone(), Provenance::default()).unwrap();
         let all: BTreeSet<String> = bb.params().keys().cloned().collect();
