@@ -4,8 +4,12 @@
 
 use crate::backbone::{linear, Backbone, TunedBackbone, BN_PARAMS};
 use crate::error::Result;
+use crate::data::Task;
 use crate::init::{linear_init, SeededRng};
+use crate::method::FitContext;
+use crate::optim::ParamGroup;
 use crate::params::{ParamMap, Trainables};
+use crate::train::{train, Split, TrainConfig, TrainReport, Trainable};
 use candle_core::{DType, Device, Tensor, Var};
 use std::collections::BTreeMap;
 
@@ -128,6 +132,25 @@ impl DomainBns {
         }
         out
     }
+}
+
+/// The optimiser groups of a method on a frozen backbone: its own `modules` and the tuned
+/// (domain) BNs at `train`'s settings, the head at `head_lr` (`None`: `train.lr`).
+pub fn param_groups(train: &TrainConfig, head_lr: Option<f64>, mut modules: Vec<Var>, tuned: &TunedBackbone, head: &TaskHead) -> Vec<ParamGroup> {
+    let base = train.optim();
+    let mut head_settings = base.clone();
+    head_settings.lr = head_lr.unwrap_or(base.lr);
+    modules.extend(tuned.vars().vars());
+    vec![ParamGroup { vars: modules, settings: base }, ParamGroup { vars: head.vars(), settings: head_settings }]
+}
+
+/// Trains `net` on `task`'s training split (images on `ctx.device`), validating on its
+/// validation split, with the progress label `<method> <task>`.
+pub fn train_on_task(net: &mut dyn Trainable, groups: Vec<ParamGroup>, task: &Task, cfg: &TrainConfig, ctx: &mut FitContext, method: &str) -> Result<TrainReport> {
+    let device = ctx.device.clone();
+    let (x, vx) = (task.train.images_tensor(&device)?, task.val.images_tensor(&device)?);
+    let label = format!("{method} {}", task.name);
+    train(net, groups, Split { x: &x, y: &task.train.labels }, Some(Split { x: &vx, y: &task.val.labels }), cfg, ctx, &label)
 }
 
 /// Checks stored `tensors` against the `expected` f32 names and shapes: every one present with

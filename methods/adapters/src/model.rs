@@ -7,9 +7,8 @@ use crate::error::AdapterError;
 use candle_core::{DType, Tensor};
 use graft_core::backbone::{updated_running_stats, ConvDef, ConvInfo, TunedBackbone, BN_PARAMS};
 use graft_core::init::SeededRng;
-use graft_core::kit::{check_stored_tensors, stored_head_logits, DomainBns, TaskHead, FEATURE_TAP};
+use graft_core::kit::{check_stored_tensors, param_groups, stored_head_logits, train_on_task, DomainBns, TaskHead, FEATURE_TAP};
 use graft_core::optim::ParamGroup;
-use graft_core::train::{train, Split};
 use graft_core::{Backbone, FitContext, Footprint, Hooks, ParamMap, Result, Source, Task, TaskModel, Trainable, Trainables};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -222,14 +221,8 @@ impl AdapterNet {
 
     /// The optimiser groups: adapters and domain BNs at `train.lr`, the head at `head_lr`.
     pub fn param_groups(&self, config: &AdapterConfig) -> Vec<ParamGroup> {
-        let base = config.train.optim();
-        let mut head = base.clone();
-        head.lr = config.head_lr.unwrap_or(base.lr);
-        let mut vars = self.adapters.vars();
-        vars.extend(self.tuned.vars().vars());
-        vec![ParamGroup { vars, settings: base }, ParamGroup { vars: self.head.vars(), settings: head }]
+        param_groups(&config.train, config.head_lr, self.adapters.vars(), &self.tuned, &self.head)
     }
-
 }
 
 impl Trainable for AdapterNet {
@@ -286,18 +279,7 @@ pub fn fit(config: &AdapterConfig, placement: Placement, source: &Source, task: 
     let layout = Layout::new(config, placement, &source.backbone)?;
     let mut net = AdapterNet::new(&source.backbone, layout, task.num_classes, ctx.seed)?;
     let groups = net.param_groups(config);
-    let device = ctx.device.clone();
-    let (x, vx) = (task.train.images_tensor(&device)?, task.val.images_tensor(&device)?);
-    let label = format!("{} {}", placement.method_name(), task.name);
-    train(
-        &mut net,
-        groups,
-        Split { x: &x, y: &task.train.labels },
-        Some(Split { x: &vx, y: &task.val.labels }),
-        &config.train,
-        ctx,
-        &label,
-    )?;
+    train_on_task(&mut net, groups, task, &config.train, ctx, placement.method_name())?;
     // The fitted model is built from exactly what is stored, so save→load cannot change it.
     AdapterModel::from_tensors(config.clone(), placement, source, net.state()?, task.num_classes)
 }

@@ -8,9 +8,8 @@ use crate::{NAME, PREFIX};
 use candle_core::Tensor;
 use graft_core::backbone::{TapInfo, TunedBackbone};
 use graft_core::init::SeededRng;
-use graft_core::kit::{check_stored_tensors, stored_head_logits, DomainBns, TaskHead, FEATURE_TAP};
+use graft_core::kit::{check_stored_tensors, param_groups, stored_head_logits, train_on_task, DomainBns, TaskHead, FEATURE_TAP};
 use graft_core::optim::ParamGroup;
-use graft_core::train::{train, Split};
 use graft_core::{Backbone, FitContext, Footprint, Hooks, ParamMap, Result, Source, Task, TaskModel, Trainable, Trainables};
 use std::collections::BTreeMap;
 
@@ -159,12 +158,7 @@ impl AttentionNet {
 
     /// The optimiser groups: modules and domain BNs at `train.lr`, the head at `head_lr`.
     pub fn param_groups(&self, config: &AttentionConfig) -> Vec<ParamGroup> {
-        let base = config.train.optim();
-        let mut head = base.clone();
-        head.lr = config.head_lr.unwrap_or(base.lr);
-        let mut vars = self.gates.vars();
-        vars.extend(self.tuned.vars().vars());
-        vec![ParamGroup { vars, settings: base }, ParamGroup { vars: self.head.vars(), settings: head }]
+        param_groups(&config.train, config.head_lr, self.gates.vars(), &self.tuned, &self.head)
     }
 }
 
@@ -205,18 +199,7 @@ pub fn fit(config: &AttentionConfig, source: &Source, task: &Task, ctx: &mut Fit
     let layout = Layout::new(config, &source.backbone)?;
     let mut net = AttentionNet::new(&source.backbone, &layout, task.num_classes, ctx.seed)?;
     let groups = net.param_groups(config);
-    let device = ctx.device.clone();
-    let (x, vx) = (task.train.images_tensor(&device)?, task.val.images_tensor(&device)?);
-    let label = format!("{NAME} {}", task.name);
-    train(
-        &mut net,
-        groups,
-        Split { x: &x, y: &task.train.labels },
-        Some(Split { x: &vx, y: &task.val.labels }),
-        &config.train,
-        ctx,
-        &label,
-    )?;
+    train_on_task(&mut net, groups, task, &config.train, ctx, NAME)?;
     // The fitted model is built from exactly what is stored, so save→load cannot change it.
     AttentionModel::from_tensors(config.clone(), source, net.state()?, task.num_classes)
 }
