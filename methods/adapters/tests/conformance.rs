@@ -69,3 +69,19 @@ fn parallel_adapters_on_named_convs_conform() {
         expected_trainable: |_: &Source, _: &Task| 32 + 256 + DOMAIN_BN + HEAD,
     });
 }
+
+#[test]
+fn bad_configs_are_rejected_by_key() {
+    for method in ["residual-adapter-series", "residual-adapter-parallel"] {
+        for (cfg, needle) in [
+            (json!({ "convs": { "only": [] } }), "convs.only must name at least one conv"),
+            (json!({ "convs": { "only": ["conv1", "conv1"] } }), "convs.only names conv 'conv1' twice"),
+            (json!({ "convs": "some" }), "convs"),
+            (json!({ "head_lr": 0.0 }), "head_lr must be a positive number"),
+            (json!({ "train": { "epochs": 0 } }), "train.epochs"),
+        ] {
+            let err = graft_core::registry::build(method, Some(&cfg)).err().unwrap_or_else(|| panic!("{method}: {cfg} accepted"));
+            assert!(err.to_string().contains(needle), "{method} {cfg}: {err}");
+        }
+    }
+}

@@ -55,3 +55,19 @@ fn attention_at_one_named_tap_conforms() {
         expected_trainable: |_: &Source, _: &Task| 280 + DOMAIN_BN + HEAD,
     });
 }
+
+#[test]
+fn bad_configs_are_rejected_by_key() {
+    for (cfg, needle) in [
+        (json!({ "reduction": 0 }), "reduction must be at least 1"),
+        (json!({ "spatial_kernel": 4 }), "spatial_kernel must be odd"),
+        (json!({ "taps": { "only": [] } }), "taps.only must name at least one tap"),
+        (json!({ "taps": { "only": ["stem", "stem"] } }), "taps.only names tap 'stem' twice"),
+        (json!({ "placement": "additive" }), "placement"),
+        (json!({ "head_lr": -1.0 }), "head_lr must be a positive number"),
+        (json!({ "train": { "batch_size": 0 } }), "train.batch_size"),
+    ] {
+        let err = graft_core::registry::build("adaptive-attention", Some(&cfg)).err().unwrap_or_else(|| panic!("{cfg} accepted"));
+        assert!(err.to_string().contains(needle), "{cfg}: {err}");
+    }
+}
