@@ -6,7 +6,7 @@
 //! decay 5e-4) on every parameter and the running-statistics update. Inference is the frozen
 //! forward in evaluation mode, which builds no autograd graph.
 
-use crate::backbone::{Arch, Backbone, BackboneSpec, InputSpec, TunedBackbone};
+use crate::backbone::{Arch, Backbone, BackboneSpec, InputSpec, TunedBackbone, LOGITS_TAP};
 use crate::error::Result;
 use crate::init::SeededRng;
 use crate::optim::{OptimizerKind, OptimizerSettings, Optimizer, ParamGroup};
@@ -91,7 +91,7 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchResult> {
     };
     let mut opt = Optimizer::new(vec![ParamGroup { vars: tuned.vars().vars(), settings }])?;
     let train = seconds_per_call(cfg.min_seconds, || {
-        let logits = tuned.forward(&x, None, "logits", true)?;
+        let logits = tuned.forward(&x, None, LOGITS_TAP, true)?;
         let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
         let grads = loss.backward()?;
         opt.step(&grads, 1.0)?;

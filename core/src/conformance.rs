@@ -23,6 +23,11 @@ pub struct Case {
     pub config: serde_json::Value,
     /// The documented trainable-parameter count for this source and task.
     pub expected_trainable: fn(&Source, &Task) -> usize,
+    /// The interconnections counted by hand on [`tiny_source`] (resnet-cifar-8 width 4: convs
+    /// `conv1`, `layer{1,2,3}.0.conv{1,2}`, `layer{2,3}.0.downsample.0` (9); BNs `bn1`,
+    /// `layer{1,2,3}.0.bn{1,2}`, `layer{2,3}.0.downsample.1` (9); taps `stem`,
+    /// `stage{1,2,3}.block0`, `pool`, `logits`).
+    pub expected_interconnections: usize,
 }
 
 /// A tiny random source: resnet-cifar depth 8, width 4, input 1x8x8, 3 classes, with non-trivial
@@ -180,6 +185,9 @@ pub fn check(case: &Case) {
     assert_eq!(fp.stored_bytes, delta.tensor_bytes(), "{m}: footprint.stored_bytes differs from the delta's bytes");
     assert_eq!(fp.trainable_params, (case.expected_trainable)(&source, &task), "{m}: trainable params differ from the documented formula");
     assert!(fp.flops_per_image > 0, "{m}: FLOPs not reported");
+    let attached: Vec<String> = model.attachments().iter().map(ToString::to_string).collect();
+    assert_eq!(fp.interconnections, attached.len(), "{m}: footprint.interconnections is not the count of {attached:?}");
+    assert_eq!(fp.interconnections, case.expected_interconnections, "{m}: interconnections differ from the hand count: {attached:?}");
 
     // Evaluation is deterministic and save→load reproduces the logits bit for bit.
     let x = task.test.images_tensor(&dev).expect("tensor");

@@ -5,6 +5,7 @@
 //! `inventory::submit! { graft_core::registry::MethodEntry { .. } }`.
 
 pub mod artefact;
+pub mod attach;
 pub mod backbone;
 pub mod bitpack;
 pub mod bench;
@@ -25,6 +26,7 @@ pub mod serve;
 pub mod torch_io;
 pub mod train;
 
+pub use attach::{Attachment, Attachments};
 pub use backbone::{Backbone, BackboneSpec, Hooks, NoHooks};
 pub use checkpoint::{Provenance, Source};
 pub use data::{ImageSet, Task};

@@ -33,9 +33,10 @@ pub struct Footprint {
     pub trainable_params: usize,
     /// Bytes of the stored delta's tensors (what must be kept per task besides the source).
     pub stored_bytes: usize,
-    /// Points where data crosses between frozen and trainable modules (the adaptive-attention
-    /// paper's interconnection count): each tap a trainable module reads from or writes into a
-    /// frozen one. 0 when nothing frozen is used.
+    /// Interconnections between frozen and trained modules (the adaptive-attention paper's
+    /// count): the distinct points where a trained module reads from or writes into the frozen
+    /// network, [`TaskModel::attachments`]'s count (`docs/metrics.md`). 0 when nothing frozen is
+    /// used.
     pub interconnections: usize,
     /// FLOPs per image at inference, 2 × multiply–accumulates of convs and linear layers,
     /// including the frozen source parts the model runs.
@@ -105,8 +106,13 @@ pub trait TaskModel: Send {
         self.forward(images)
     }
 
-    /// Cost figures of this model.
+    /// Cost figures of this model; its `interconnections` are [`TaskModel::attachments`]'
+    /// count.
     fn footprint(&self) -> Footprint;
+
+    /// Where this model's trained parts meet the frozen network (recorded from its hooks with
+    /// [`crate::Attachments::record`] where it has them); empty when it uses nothing frozen.
+    fn attachments(&self) -> crate::Attachments;
 
     /// The trained tensors (what the method changed), by name; BN running statistics included.
     fn delta_tensors(&self) -> Result<ParamMap>;

@@ -1,6 +1,6 @@
 //! Pretraining a source backbone on a task: random init, full training, frozen result.
 
-use crate::backbone::{Backbone, BackboneSpec, InputSpec, TunedBackbone};
+use crate::backbone::{Backbone, BackboneSpec, InputSpec, TunedBackbone, LOGITS_TAP};
 use crate::checkpoint::{Provenance, Source, GRAFT_VERSION};
 use crate::data::{ImageSet, Task};
 use crate::error::Result;
@@ -60,10 +60,10 @@ impl WholeNet {
 
 impl Trainable for WholeNet {
     fn train_logits(&mut self, x: &Tensor, _rng: &mut SeededRng) -> Result<Tensor> {
-        self.tuned.forward(x, None, "logits", true)
+        self.tuned.forward(x, None, LOGITS_TAP, true)
     }
     fn eval_logits(&self, x: &Tensor) -> Result<Tensor> {
-        self.tuned.eval(x, None, "logits")
+        self.tuned.eval(x, None, LOGITS_TAP)
     }
     fn after_step(&mut self) -> Result<()> {
         self.tuned.apply_bn_stats()

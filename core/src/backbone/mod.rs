@@ -29,6 +29,28 @@ use crate::params::ParamMap;
 use candle_core::{DType, Device, Tensor};
 use std::collections::BTreeMap;
 
+/// The tap where every family publishes the features a task head reads: the global-average-pooled
+/// maps (ResNets, WRN, MobileNetV2) or the penultimate classifier layer (VGG).
+pub const FEATURE_TAP: &str = "pool";
+/// The tap of the source head's logits, the last unit of every family.
+pub const LOGITS_TAP: &str = "logits";
+
+/// A stage of a backbone: the consecutive units whose taps are named `stage<i>.<unit>`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stage {
+    /// Stage name, e.g. `stage2`.
+    pub name: String,
+    /// Its units' taps in forward order, e.g. `stage2.block0`, `stage2.block1`.
+    pub taps: Vec<String>,
+}
+
+/// The stage a tap belongs to (`stage2` for `stage2.block1`), if it is in one.
+fn stage_of(tap: &str) -> Option<&str> {
+    let (stage, _) = tap.split_once('.')?;
+    let index = stage.strip_prefix("stage")?;
+    (!index.is_empty() && index.bytes().all(|b| b.is_ascii_digit())).then_some(stage)
+}
+
 /// What a method may change in a backbone's forward pass. Every default leaves the backbone as is.
 pub trait Hooks {
     /// A replacement for the parameter `name` (weight override, e.g. `W ⊙ M`, or a trainable copy),
@@ -274,10 +296,40 @@ impl Backbone {
         self.layers.iter().filter(|l| l.kind == LayerKind::BatchNorm).map(|l| l.name.clone()).collect()
     }
 
+    /// Every BatchNorm module in forward order with its channels.
+    pub fn bns(&self) -> Vec<(String, usize)> {
+        self.layers.iter().filter(|l| l.kind == LayerKind::BatchNorm).map(|l| (l.name.clone(), l.output_shape[0])).collect()
+    }
+
+    /// The features a task head reads ([`FEATURE_TAP`]): their tap with its width.
+    pub fn feature_tap(&self) -> Result<TapInfo> {
+        self.tap(FEATURE_TAP)
+    }
+
+    /// The stages in forward order (units outside a stage, such as the stem, the pooled
+    /// features and the logits, belong to none).
+    pub fn stages(&self) -> Vec<Stage> {
+        let mut stages: Vec<Stage> = Vec::new();
+        for u in &self.units {
+            let Some(name) = stage_of(&u.tap) else { continue };
+            match stages.last_mut() {
+                Some(s) if s.name == name => s.taps.push(u.tap.clone()),
+                _ => stages.push(Stage { name: name.to_string(), taps: vec![u.tap.clone()] }),
+            }
+        }
+        stages
+    }
+
+    /// The taps of the stages' units that hold a conv (blocks; not VGG's pooling units), in
+    /// forward order: where modules that follow a block attach.
+    pub fn block_taps(&self) -> Vec<String> {
+        self.units.iter().filter(|u| stage_of(&u.tap).is_some() && !u.unit.convs().is_empty()).map(|u| u.tap.clone()).collect()
+    }
+
     /// Names of the parameters of the source head: the units after the `pool` tap (`fc.weight`,
     /// `fc.bias` for ResNets; `classifier.6.*` for VGG; `classifier.1.*` for MobileNetV2).
     pub fn head_params(&self) -> Vec<String> {
-        let start = self.units.iter().position(|u| u.tap == "pool").map_or(self.units.len(), |i| i + 1);
+        let start = self.units.iter().position(|u| u.tap == FEATURE_TAP).map_or(self.units.len(), |i| i + 1);
         self.units[start..].iter().flat_map(|u| u.unit.param_shapes()).map(|(n, _)| n).collect()
     }
 
@@ -292,7 +344,7 @@ impl Backbone {
             .filter(|(k, _)| !head.contains(*k))
             .map(|(_, t)| t.elem_count() * t.dtype().size_in_bytes())
             .sum();
-        let features = self.tap("pool").map(|t| t.channels).unwrap_or(0);
+        let features = self.feature_tap().map(|t| t.channels).unwrap_or(0);
         body + 4 * (features + 1) * classes
     }
 
@@ -340,13 +392,10 @@ impl Backbone {
     /// The tap whose output is the input of the last stage (the units named `stage<last>.…`),
     /// e.g. `stage2.block<n-1>` for resnet-cifar; feature extractors train from there on.
     pub fn last_stage_input_tap(&self) -> String {
-        let stage_of = |tap: &str| tap.strip_prefix("stage").and_then(|s| s.split('.').next()).map(str::to_string);
-        let last_stage = self.units.iter().rev().find_map(|u| stage_of(&u.tap));
-        let first = self
-            .units
-            .iter()
-            .position(|u| last_stage.is_some() && stage_of(&u.tap) == last_stage)
-            .unwrap_or(self.units.len() - 2);
+        let first = match self.stages().pop() {
+            Some(last) => self.units.iter().position(|u| u.tap == last.taps[0]).expect("a stage's taps are units"),
+            None => self.units.len() - 2,
+        };
         self.units[first.saturating_sub(1)].tap.clone()
     }
 
@@ -381,7 +430,7 @@ impl Backbone {
 
     /// FLOPs per image of the whole network, input to logits.
     pub fn flops_per_image(&self) -> u64 {
-        self.flops_between(None, "logits").unwrap_or(0)
+        self.flops_between(None, LOGITS_TAP).unwrap_or(0)
     }
 
     fn unit_range(&self, from: Option<&str>, to: &str) -> Result<(usize, usize)> {
@@ -456,7 +505,7 @@ impl Backbone {
 
     /// Logits of the source head for `[0, 1]` images, frozen, in evaluation mode.
     pub fn forward(&self, images: &Tensor) -> Result<Tensor> {
-        Ok(self.run(images, None, "logits", &[], &NoHooks)?.output)
+        Ok(self.run(images, None, LOGITS_TAP, &[], &NoHooks)?.output)
     }
 
     /// The frozen output of `tap` for all `images`, computed in batches of `batch_size` with no

@@ -5,18 +5,10 @@ use graft_core::registry::MethodConfig;
 use graft_core::train::TrainConfig;
 use serde::{Deserialize, Serialize};
 
-/// Which 3x3 convolutions get an adapter.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub enum AdaptedConvs {
-    /// Every 3x3 conv (`"all"`, the stem's included; papers: every 3x3 conv of the ResNet-26).
-    #[default]
-    All,
-    /// Every 3x3 conv but the first in forward order (`"all-but-first"`).
-    AllButFirst,
-    /// Exactly these convs, by module name (`{ "only": ["layer1.0.conv1", …] }`).
-    Only(Vec<String>),
-}
+/// Which 3x3 convolutions get an adapter: `"all"` (default, the stem's included; papers: every
+/// 3x3 conv of the ResNet-26), `"all-but-first"` or `{ "only": ["layer1.0.conv1", …] }` (the
+/// kit's choice of convs, among the backbone's 3x3 convs).
+pub type AdaptedConvs = graft_core::kit::ConvChoice;
 
 /// Configuration of a residual adapter method. `Default` is the papers' setting where known
 /// (see `docs/methods/adapters.md` for the source of every value).
@@ -47,16 +39,7 @@ impl Default for AdapterConfig {
 
 impl MethodConfig for AdapterConfig {
     fn validate(&self) -> std::result::Result<(), String> {
-        if let AdaptedConvs::Only(names) = &self.convs {
-            if names.is_empty() {
-                return Err("convs.only must name at least one conv (or use \"all\")".into());
-            }
-            let mut sorted = names.clone();
-            sorted.sort();
-            if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
-                return Err(format!("convs.only names conv '{}' twice", w[0]));
-            }
-        }
+        self.convs.validate("convs")?;
         if let Some(v) = self.head_lr {
             if !(v > 0.0 && v.is_finite()) {
                 return Err(format!("head_lr must be a positive number, got {v}"));

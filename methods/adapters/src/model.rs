@@ -2,16 +2,16 @@
 //! a domain ([`AdapterNet`]) and the fitted task model ([`AdapterModel`]).
 
 use crate::adapter::{parallel, series_eval, series_train, Placement};
-use crate::config::{AdaptedConvs, AdapterConfig};
+use crate::config::AdapterConfig;
 use crate::error::AdapterError;
 use candle_core::{DType, Tensor};
 use graft_core::backbone::{updated_running_stats, ConvDef, ConvInfo, TunedBackbone, BN_PARAMS};
 use graft_core::init::SeededRng;
-use graft_core::kit::{check_stored_tensors, param_groups, stored_head_logits, train_on_task, DomainBns, TaskHead, FEATURE_TAP};
+use graft_core::kit::{param_groups, stored_head_logits, train_on_task, DomainBns, ExpectedTensors, ModuleValues, TaskHead, FEATURE_TAP};
 use graft_core::optim::ParamGroup;
-use graft_core::{Backbone, FitContext, Footprint, Hooks, ParamMap, Result, Source, Task, TaskModel, Trainable, Trainables};
+use graft_core::{Attachments, Backbone, FitContext, Footprint, Hooks, ParamMap, Result, Source, Task, TaskModel, Trainable, Trainables};
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 /// Stored name of the 1x1 weight of the adapter on `conv`: `<method>.<conv>.adapter.weight`.
 pub fn weight_key(placement: Placement, conv: &str) -> String {
@@ -42,26 +42,12 @@ impl Layout {
     /// 3x3 convs is an error listing them.
     pub fn new(config: &AdapterConfig, placement: Placement, backbone: &Backbone) -> Result<Self> {
         let candidates: Vec<ConvInfo> = backbone.convs().into_iter().filter(|c| c.conv.kernel == 3).collect();
-        let adapted: Vec<ConvInfo> = match &config.convs {
-            AdaptedConvs::All => candidates,
-            AdaptedConvs::AllButFirst => candidates.into_iter().skip(1).collect(),
-            AdaptedConvs::Only(names) => {
-                if let Some(missing) = names.iter().find(|n| !candidates.iter().any(|c| &c.conv.name == *n)) {
-                    return Err(AdapterError::UnknownConv {
-                        name: missing.clone(),
-                        available: candidates.iter().map(|c| c.conv.name.clone()).collect(),
-                    }
-                    .into());
-                }
-                let wanted: BTreeSet<&str> = names.iter().map(String::as_str).collect();
-                candidates.into_iter().filter(|c| wanted.contains(c.conv.name.as_str())).collect()
-            }
-        };
+        let adapted = config.convs.select(candidates).map_err(|e| AdapterError::UnknownConv { name: e.name, available: e.available })?;
         if adapted.is_empty() {
             return Err(AdapterError::NothingToAdapt.into());
         }
-        let bns = if config.domain_bn { DomainBns::all(backbone)? } else { DomainBns::none() };
-        Ok(Self { placement, adapted, bns, features: backbone.tap(FEATURE_TAP)?.channels })
+        let bns = DomainBns::all_if(config.domain_bn, backbone);
+        Ok(Self { placement, adapted, bns, features: backbone.feature_tap()?.channels })
     }
 
     /// The documented trainable-parameter count for `classes` classes:
@@ -77,36 +63,19 @@ impl Layout {
     }
 
     /// Every stored tensor's name and shape (adapters, their BNs, domain BNs, head).
-    fn expected_tensors(&self, classes: usize) -> BTreeMap<String, Vec<usize>> {
-        let mut out = BTreeMap::new();
+    fn expected_tensors(&self, classes: usize) -> ExpectedTensors {
+        let mut out = ExpectedTensors::new();
         for c in &self.adapted {
-            out.insert(weight_key(self.placement, &c.conv.name), self.placement.weight_shape(&c.conv).to_vec());
+            out.f32(weight_key(self.placement, &c.conv.name), self.placement.weight_shape(&c.conv).to_vec());
             if self.placement == Placement::Series {
                 for p in BN_PARAMS {
-                    out.insert(bn_key(self.placement, &c.conv.name, p), vec![c.conv.out_channels]);
+                    out.f32(bn_key(self.placement, &c.conv.name, p), vec![c.conv.out_channels]);
                 }
             }
         }
-        out.extend(self.bns.expected(&self.placement.prefix()));
-        out.extend(TaskHead::expected(self.features, classes));
+        out.f32_all(self.bns.expected(&self.placement.prefix()));
+        out.f32_all(TaskHead::expected(self.features, classes));
         out
-    }
-}
-
-/// Where the adapter tensors of a forward pass come from: the trainable variables (and the
-/// series BNs' running statistics) while training, or a fitted model's stored tensors.
-enum AdapterValues<'a> {
-    Training { vars: &'a Trainables, stats: &'a ParamMap },
-    Fitted(&'a ParamMap),
-}
-
-impl AdapterValues<'_> {
-    fn get(&self, key: &str) -> Result<Tensor> {
-        let found = match self {
-            AdapterValues::Training { vars, stats } => vars.tensor(key).or_else(|| stats.get(key).cloned()),
-            AdapterValues::Fitted(map) => map.get(key).cloned(),
-        };
-        found.ok_or_else(|| AdapterError::Delta(format!("missing tensor '{key}'")).into())
     }
 }
 
@@ -123,12 +92,19 @@ struct AdapterBnStats {
 struct AdapterHooks<'a> {
     placement: Placement,
     adapted: &'a BTreeSet<String>,
-    values: AdapterValues<'a>,
+    values: ModuleValues<'a>,
     /// Domain BN tensors by backbone parameter name (fitted models; while training the
     /// [`TunedBackbone`] supplies them).
     overrides: Option<&'a ParamMap>,
     train: bool,
     seen: RefCell<Vec<AdapterBnStats>>,
+}
+
+impl AdapterHooks<'_> {
+    /// The adapter tensor `key` (trained or stored).
+    fn get(&self, key: &str) -> Result<Tensor> {
+        self.values.get(key).ok_or_else(|| AdapterError::Delta(format!("missing tensor '{key}'")).into())
+    }
 }
 
 impl Hooks for AdapterHooks<'_> {
@@ -141,11 +117,11 @@ impl Hooks for AdapterHooks<'_> {
     }
 
     fn conv_output(&self, conv: &ConvDef, x: &Tensor, y: Tensor) -> Result<Tensor> {
-        let w = self.values.get(&weight_key(self.placement, &conv.name))?;
+        let w = self.get(&weight_key(self.placement, &conv.name))?;
         match self.placement {
             Placement::Parallel => parallel(x, &y, &w, conv.stride),
             Placement::Series => {
-                let bn = |p: &str| self.values.get(&bn_key(self.placement, &conv.name, p));
+                let bn = |p: &str| self.get(&bn_key(self.placement, &conv.name, p));
                 if self.train {
                     let (out, mean, var) = series_train(&y, &w, &bn("weight")?, &bn("bias")?)?;
                     let count = y.elem_count() / y.dim(1)?;
@@ -167,7 +143,7 @@ fn training_hooks<'a>(
     stats: &'a ParamMap,
     train: bool,
 ) -> AdapterHooks<'a> {
-    AdapterHooks { placement, adapted, values: AdapterValues::Training { vars, stats }, overrides: None, train, seen: RefCell::new(Vec::new()) }
+    AdapterHooks { placement, adapted, values: ModuleValues::Training { vars, buffers: stats }, overrides: None, train, seen: RefCell::new(Vec::new()) }
 }
 
 /// The network trained by [`fit`]: frozen backbone, adapters, domain BNs, new head.
@@ -293,6 +269,7 @@ pub struct AdapterModel {
     num_classes: usize,
     tensors: ParamMap,
     overrides: ParamMap,
+    attachments: Attachments,
 }
 
 impl AdapterModel {
@@ -304,12 +281,26 @@ impl AdapterModel {
         let layout = Layout::new(&config, placement, backbone)?;
         let expected = layout.expected_tensors(num_classes);
         let context = format!("config: {}", serde_json::to_string(&config).unwrap_or_default());
-        check_stored_tensors(&expected, &tensors, &context).map_err(AdapterError::Delta)?;
+        expected.check(&tensors, &context).map_err(AdapterError::Delta)?;
         let device = backbone.device();
         let tensors: ParamMap = tensors.into_iter().map(|(k, v)| Ok((k, v.to_device(device)?))).collect::<Result<_>>()?;
         let overrides = layout.bns.overrides(&placement.prefix(), &tensors);
         let adapted = layout.adapted.iter().map(|c| c.conv.name.clone()).collect();
-        Ok(Self { config, source: source.clone(), layout, adapted, num_classes, tensors, overrides })
+        let mut model = Self { config, source: source.clone(), layout, adapted, num_classes, tensors, overrides, attachments: Attachments::none() };
+        model.attachments = Attachments::record(backbone, None, FEATURE_TAP, &model.hooks())?.with_read("head", FEATURE_TAP);
+        Ok(model)
+    }
+
+    /// The hooks of the evaluation forward: the stored adapters, the domain BNs.
+    fn hooks(&self) -> AdapterHooks<'_> {
+        AdapterHooks {
+            placement: self.layout.placement,
+            adapted: &self.adapted,
+            values: ModuleValues::Fitted(&self.tensors),
+            overrides: Some(&self.overrides),
+            train: false,
+            seen: RefCell::new(Vec::new()),
+        }
     }
 
     /// What the config resolved to on the source.
@@ -333,31 +324,29 @@ impl TaskModel for AdapterModel {
     }
 
     fn forward(&self, images: &Tensor) -> Result<Tensor> {
-        let hooks = AdapterHooks {
-            placement: self.layout.placement,
-            adapted: &self.adapted,
-            values: AdapterValues::Fitted(&self.tensors),
-            overrides: Some(&self.overrides),
-            train: false,
-            seen: RefCell::new(Vec::new()),
-        };
+        let hooks = self.hooks();
         let f = self.source.backbone.run(images, None, FEATURE_TAP, &[], &hooks)?.output;
         Ok(stored_head_logits(&f, &self.tensors)?.detach())
     }
 
-    /// Trainable: the layout's formula; stored: every tensor of the delta; interconnections: one
-    /// per adapter (it reads a frozen conv's input or output and writes into its output) and one
-    /// per domain BN; FLOPs: the frozen pass to the features, the adapters and the head.
+    /// Trainable: the layout's formula; stored: every tensor of the delta; interconnections: the
+    /// recorded attachments; FLOPs: the frozen pass to the features, the adapters and the head.
     fn footprint(&self) -> Footprint {
         let bb = &self.source.backbone;
         Footprint {
             trainable_params: self.layout.trainable_params(self.num_classes),
             stored_bytes: self.tensors.values().map(|t| t.elem_count() * t.dtype().size_in_bytes()).sum(),
-            interconnections: self.layout.adapted.len() + self.layout.bns.bns.len(),
+            interconnections: self.attachments.count(),
             flops_per_image: bb.flops_between(None, FEATURE_TAP).unwrap_or(0)
                 + self.layout.adapter_flops()
-                + 2 * (self.layout.features * self.num_classes) as u64,
+                + TaskHead::flops(self.layout.features, self.num_classes),
         }
+    }
+
+    /// One per adapted conv (its output replaced), one per domain BN, and the head reading the
+    /// pooled features (recorded from the evaluation hooks).
+    fn attachments(&self) -> Attachments {
+        self.attachments.clone()
     }
 
     fn delta_tensors(&self) -> Result<ParamMap> {

@@ -39,6 +39,8 @@ fn series_adapters_conform() {
         method: "residual-adapter-series",
         config: quick(),
         expected_trainable: |_: &Source, _: &Task| SERIES_ALL + DOMAIN_BN + HEAD,
+        // 7 adapted 3x3 convs + 9 domain BNs + the head reading the pooled features.
+        expected_interconnections: 17,
     });
 }
 
@@ -48,6 +50,7 @@ fn parallel_adapters_conform() {
         method: "residual-adapter-parallel",
         config: quick(),
         expected_trainable: |_: &Source, _: &Task| PARALLEL_ALL + DOMAIN_BN + HEAD,
+        expected_interconnections: 17,
     });
 }
 
@@ -58,6 +61,8 @@ fn series_adapters_without_domain_bn_or_the_stem_conform() {
         config: json!({ "convs": "all-but-first", "domain_bn": false, "head_lr": 0.01, "train": { "epochs": 2, "batch_size": 16 } }),
         // The stem conv1 (4 channels: 16 + 8) is left out.
         expected_trainable: |_: &Source, _: &Task| SERIES_ALL - 24 + HEAD,
+        // 6 adapted convs + the head.
+        expected_interconnections: 7,
     });
 }
 
@@ -67,6 +72,8 @@ fn parallel_adapters_on_named_convs_conform() {
         method: "residual-adapter-parallel",
         config: json!({ "convs": { "only": ["layer2.0.conv1", "layer3.0.conv2"] }, "train": { "epochs": 2, "batch_size": 16 } }),
         expected_trainable: |_: &Source, _: &Task| 32 + 256 + DOMAIN_BN + HEAD,
+        // 2 adapted convs + 9 domain BNs + the head.
+        expected_interconnections: 12,
     });
 }
 

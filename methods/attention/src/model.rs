@@ -8,9 +8,9 @@ use crate::{NAME, PREFIX};
 use candle_core::Tensor;
 use graft_core::backbone::{TapInfo, TunedBackbone};
 use graft_core::init::SeededRng;
-use graft_core::kit::{check_stored_tensors, param_groups, stored_head_logits, train_on_task, DomainBns, TaskHead, FEATURE_TAP};
+use graft_core::kit::{param_groups, stored_head_logits, train_on_task, DomainBns, ExpectedTensors, ModuleValues, TaskHead, FEATURE_TAP};
 use graft_core::optim::ParamGroup;
-use graft_core::{Backbone, FitContext, Footprint, Hooks, ParamMap, Result, Source, Task, TaskModel, Trainable, Trainables};
+use graft_core::{Attachments, Backbone, FitContext, Footprint, Hooks, ParamMap, Result, Source, Task, TaskModel, Trainable, Trainables};
 use std::collections::BTreeMap;
 
 /// Stored name of tensor `suffix` of the module after `tap`: `adaptive-attention.<tap>.<suffix>`.
@@ -18,9 +18,10 @@ pub fn gate_key(tap: &str, suffix: &str) -> String {
     format!("{PREFIX}{tap}.{suffix}")
 }
 
-/// The taps after which `blocks` inserts a module: units named `stage…` that hold a conv.
+/// The taps after which `blocks` inserts a module: the stages' units that hold a conv
+/// ([`Backbone::block_taps`]).
 pub fn block_taps(backbone: &Backbone) -> Vec<String> {
-    backbone.units().iter().filter(|u| u.tap.starts_with("stage") && !u.unit.convs().is_empty()).map(|u| u.tap.clone()).collect()
+    backbone.block_taps()
 }
 
 /// What a config resolves to on one backbone: the modules and their taps, the domain BNs, the
@@ -63,8 +64,7 @@ impl Layout {
             gates.push((tap, shape));
         }
         gates.sort_by_key(|(t, _)| backbone.tap_index(&t.name).unwrap_or(usize::MAX));
-        let bns = if config.domain_bn { DomainBns::all(backbone)? } else { DomainBns::none() };
-        Ok(Self { gates, bns, features: backbone.tap(FEATURE_TAP)?.channels })
+        Ok(Self { gates, bns: DomainBns::all_if(config.domain_bn, backbone), features: backbone.feature_tap()?.channels })
     }
 
     /// The documented trainable-parameter count for `classes` classes:
@@ -80,15 +80,15 @@ impl Layout {
     }
 
     /// Every stored tensor's name and shape (modules, domain BNs, head).
-    fn expected_tensors(&self, classes: usize) -> BTreeMap<String, Vec<usize>> {
-        let mut out = BTreeMap::new();
+    fn expected_tensors(&self, classes: usize) -> ExpectedTensors {
+        let mut out = ExpectedTensors::new();
         for (tap, g) in &self.gates {
             for (suffix, shape) in g.tensors() {
-                out.insert(gate_key(&tap.name, suffix), shape);
+                out.f32(gate_key(&tap.name, suffix), shape);
             }
         }
-        out.extend(self.bns.expected(PREFIX));
-        out.extend(TaskHead::expected(self.features, classes));
+        out.f32_all(self.bns.expected(PREFIX));
+        out.f32_all(TaskHead::expected(self.features, classes));
         out
     }
 
@@ -97,17 +97,11 @@ impl Layout {
     }
 }
 
-/// Where the module tensors of a forward pass come from.
-enum GateValues<'a> {
-    Training(&'a Trainables),
-    Fitted(&'a ParamMap),
-}
-
 /// The hooks of a forward pass with attention: each chosen tap's output goes through its
 /// module; a fitted model's domain BNs replace the frozen ones.
 struct GateHooks<'a> {
     by_tap: &'a BTreeMap<String, GateShape>,
-    values: GateValues<'a>,
+    values: ModuleValues<'a>,
     overrides: Option<&'a ParamMap>,
 }
 
@@ -120,11 +114,7 @@ impl Hooks for GateHooks<'_> {
         let Some(shape) = self.by_tap.get(tap) else { return Ok(x) };
         let get = |suffix: &str| -> Result<Tensor> {
             let key = gate_key(tap, suffix);
-            let found = match &self.values {
-                GateValues::Training(vars) => vars.tensor(&key),
-                GateValues::Fitted(map) => map.get(&key).cloned(),
-            };
-            found.ok_or_else(|| AttentionError::Delta(format!("missing tensor '{key}'")).into())
+            self.values.get(&key).ok_or_else(|| AttentionError::Delta(format!("missing tensor '{key}'")).into())
         };
         apply(shape, &x, &get)
     }
@@ -164,13 +154,13 @@ impl AttentionNet {
 
 impl Trainable for AttentionNet {
     fn train_logits(&mut self, x: &Tensor, _rng: &mut SeededRng) -> Result<Tensor> {
-        let hooks = GateHooks { by_tap: &self.by_tap, values: GateValues::Training(&self.gates), overrides: None };
+        let hooks = GateHooks { by_tap: &self.by_tap, values: ModuleValues::Training { vars: &self.gates, buffers: &ParamMap::new() }, overrides: None };
         let f = self.tuned.forward_with(x, None, FEATURE_TAP, true, &hooks)?;
         self.head.logits(&f)
     }
 
     fn eval_logits(&self, x: &Tensor) -> Result<Tensor> {
-        let hooks = GateHooks { by_tap: &self.by_tap, values: GateValues::Training(&self.gates), overrides: None };
+        let hooks = GateHooks { by_tap: &self.by_tap, values: ModuleValues::Training { vars: &self.gates, buffers: &ParamMap::new() }, overrides: None };
         let f = self.tuned.eval_with(x, None, FEATURE_TAP, &hooks)?;
         Ok(self.head.logits(&f)?.detach())
     }
@@ -213,6 +203,7 @@ pub struct AttentionModel {
     num_classes: usize,
     tensors: ParamMap,
     overrides: ParamMap,
+    attachments: Attachments,
 }
 
 impl AttentionModel {
@@ -223,11 +214,19 @@ impl AttentionModel {
         let backbone = &source.backbone;
         let layout = Layout::new(&config, backbone)?;
         let context = format!("config: {}", serde_json::to_string(&config).unwrap_or_default());
-        check_stored_tensors(&layout.expected_tensors(num_classes), &tensors, &context).map_err(AttentionError::Delta)?;
+        layout.expected_tensors(num_classes).check(&tensors, &context).map_err(AttentionError::Delta)?;
         let device = backbone.device();
         let tensors: ParamMap = tensors.into_iter().map(|(k, v)| Ok((k, v.to_device(device)?))).collect::<Result<_>>()?;
         let overrides = layout.bns.overrides(PREFIX, &tensors);
-        Ok(Self { by_tap: layout.by_tap(), config, source: source.clone(), layout, num_classes, tensors, overrides })
+        let by_tap = layout.by_tap();
+        let mut model = Self { by_tap, config, source: source.clone(), layout, num_classes, tensors, overrides, attachments: Attachments::none() };
+        model.attachments = Attachments::record(backbone, None, FEATURE_TAP, &model.hooks())?.with_read("head", FEATURE_TAP);
+        Ok(model)
+    }
+
+    /// The hooks of the evaluation forward: the stored modules, the domain BNs.
+    fn hooks(&self) -> GateHooks<'_> {
+        GateHooks { by_tap: &self.by_tap, values: ModuleValues::Fitted(&self.tensors), overrides: Some(&self.overrides) }
     }
 
     /// What the config resolved to on the source.
@@ -251,24 +250,28 @@ impl TaskModel for AttentionModel {
     }
 
     fn forward(&self, images: &Tensor) -> Result<Tensor> {
-        let hooks = GateHooks { by_tap: &self.by_tap, values: GateValues::Fitted(&self.tensors), overrides: Some(&self.overrides) };
-        let f = self.source.backbone.run(images, None, FEATURE_TAP, &[], &hooks)?.output;
+        let f = self.source.backbone.run(images, None, FEATURE_TAP, &[], &self.hooks())?.output;
         Ok(stored_head_logits(&f, &self.tensors)?.detach())
     }
 
-    /// Trainable: the layout's formula; stored: every tensor of the delta; interconnections: one
-    /// per module (it reads a frozen tap and writes what the frozen layers after it read) and one
-    /// per domain BN; FLOPs: the frozen pass to the features, the modules and the head.
+    /// Trainable: the layout's formula; stored: every tensor of the delta; interconnections: the
+    /// recorded attachments; FLOPs: the frozen pass to the features, the modules and the head.
     fn footprint(&self) -> Footprint {
         let bb = &self.source.backbone;
         Footprint {
             trainable_params: self.layout.trainable_params(self.num_classes),
             stored_bytes: self.tensors.values().map(|t| t.elem_count() * t.dtype().size_in_bytes()).sum(),
-            interconnections: self.layout.gates.len() + self.layout.bns.bns.len(),
+            interconnections: self.attachments.count(),
             flops_per_image: bb.flops_between(None, FEATURE_TAP).unwrap_or(0)
                 + self.layout.gate_flops()
-                + 2 * (self.layout.features * self.num_classes) as u64,
+                + TaskHead::flops(self.layout.features, self.num_classes),
         }
+    }
+
+    /// One per module (the output at its tap changed), one per domain BN, and the head reading
+    /// the pooled features (recorded from the evaluation hooks).
+    fn attachments(&self) -> Attachments {
+        self.attachments.clone()
     }
 
     fn delta_tensors(&self) -> Result<ParamMap> {

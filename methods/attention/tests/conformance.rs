@@ -32,6 +32,8 @@ fn attention_conforms() {
         method: "adaptive-attention",
         config: json!({ "train": { "epochs": 2, "batch_size": 16, "lr": 0.05 } }),
         expected_trainable: |_: &Source, _: &Task| GATES + DOMAIN_BN + HEAD,
+        // 3 block taps + 9 domain BNs + the head reading the pooled features.
+        expected_interconnections: 13,
     });
 }
 
@@ -43,6 +45,8 @@ fn residual_attention_with_spatial_gates_and_no_domain_bn_conforms() {
         // Each module adds γ (C) and a spatial gate of 2·3² + 1 plus its scalar γ: 13 + 4 + 20,
         // 25 + 8 + 20, 49 + 16 + 20.
         expected_trainable: |_: &Source, _: &Task| 37 + 53 + 85 + HEAD,
+        // 3 modules + the head (no domain BN).
+        expected_interconnections: 4,
     });
 }
 
@@ -53,6 +57,8 @@ fn attention_at_one_named_tap_conforms() {
         config: json!({ "taps": { "only": ["stage3.block0"] }, "reduction": 2, "train": { "epochs": 2, "batch_size": 16 } }),
         // C = 16, 8 hidden units: 2·16·8 + 8 + 16.
         expected_trainable: |_: &Source, _: &Task| 280 + DOMAIN_BN + HEAD,
+        // 1 module + 9 domain BNs + the head.
+        expected_interconnections: 11,
     });
 }
 

@@ -3,7 +3,7 @@
 
 use crate::model::{body_tensors, fit_plan, load_plan, Plan};
 use crate::net::Body;
-use graft_core::backbone::TunedBackbone;
+use graft_core::backbone::{TunedBackbone, FEATURE_TAP};
 use graft_core::optim::OptimizerKind;
 use graft_core::registry::{default_config_json, parse_config, MethodConfig, MethodEntry};
 use graft_core::train::TrainConfig;
@@ -45,7 +45,7 @@ pub struct FeatureExtractor {
 /// Names of the parameters of the units after `boundary` up to `pool` (the last stage).
 fn last_stage_params(backbone: &Backbone, boundary: &str) -> Result<BTreeSet<String>> {
     let start = backbone.tap_index(boundary)? + 1;
-    let end = backbone.tap_index("pool")?;
+    let end = backbone.tap_index(FEATURE_TAP)?;
     Ok(backbone.units()[start..end].iter().flat_map(|u| u.unit.param_shapes()).map(|(n, _)| n).collect())
 }
 
@@ -55,7 +55,6 @@ impl FeatureExtractor {
             method: NAME,
             config: serde_json::to_value(&self.config).expect("config serialises"),
             frozen_until: Some(boundary.to_string()),
-            interconnections: 1,
         }
     }
 }
@@ -73,14 +72,14 @@ impl TransferMethod for FeatureExtractor {
         let boundary = source.backbone.last_stage_input_tap();
         let trainable = last_stage_params(&source.backbone, &boundary)?;
         let tuned = TunedBackbone::new(&source.backbone, PREFIX, |n| trainable.contains(n))?;
-        let body = Body { tuned, from: Some(boundary.clone()), to: "pool".into() };
-        fit_plan(self.plan(&boundary), source, task, Some(body), "pool", &self.config.train, ctx)
+        let body = Body { tuned, from: Some(boundary.clone()), to: FEATURE_TAP.into() };
+        fit_plan(self.plan(&boundary), source, task, Some(body), FEATURE_TAP, &self.config.train, ctx)
     }
 
     fn load(&self, source: &Source, delta: &Delta) -> Result<Box<dyn TaskModel>> {
         let boundary = source.backbone.last_stage_input_tap();
         let tuned = TunedBackbone::from_tensors(&source.backbone, PREFIX, &body_tensors(delta))?;
-        let body = Body { tuned, from: Some(boundary.clone()), to: "pool".into() };
+        let body = Body { tuned, from: Some(boundary.clone()), to: FEATURE_TAP.into() };
         load_plan(self.plan(&boundary), source, delta, Some(body))
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::model::{body_tensors, fit_plan, load_plan, Plan};
 use crate::net::Body;
-use graft_core::backbone::TunedBackbone;
+use graft_core::backbone::{TunedBackbone, FEATURE_TAP};
 use graft_core::optim::OptimizerKind;
 use graft_core::registry::{default_config_json, parse_config, MethodConfig, MethodEntry};
 use graft_core::train::TrainConfig;
@@ -56,16 +56,16 @@ pub fn fit_whole(
 ) -> Result<Box<dyn TaskModel>> {
     let head = start.head_params();
     let tuned = TunedBackbone::new(start, prefix, |n| !head.iter().any(|h| h == n))?;
-    let body = Body { tuned, from: None, to: "pool".into() };
-    let plan = Plan { method, config, frozen_until: None, interconnections: 0 };
-    fit_plan(plan, source, task, Some(body), "pool", train, ctx)
+    let body = Body { tuned, from: None, to: FEATURE_TAP.into() };
+    let plan = Plan { method, config, frozen_until: None };
+    fit_plan(plan, source, task, Some(body), FEATURE_TAP, train, ctx)
 }
 
 /// Restores a whole-network model saved by [`fit_whole`].
 pub fn load_whole(method: &'static str, prefix: &str, config: serde_json::Value, source: &Source, delta: &Delta) -> Result<Box<dyn TaskModel>> {
     let tuned = TunedBackbone::from_tensors(&source.backbone, prefix, &body_tensors(delta))?;
-    let body = Body { tuned, from: None, to: "pool".into() };
-    let plan = Plan { method, config, frozen_until: None, interconnections: 0 };
+    let body = Body { tuned, from: None, to: FEATURE_TAP.into() };
+    let plan = Plan { method, config, frozen_until: None };
     load_plan(plan, source, delta, Some(body))
 }
 

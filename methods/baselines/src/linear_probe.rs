@@ -5,6 +5,7 @@ use crate::model::{fit_plan, load_plan, Plan};
 use graft_core::optim::{OptimizerKind, Schedule};
 use graft_core::registry::{default_config_json, parse_config, MethodConfig, MethodEntry};
 use graft_core::train::TrainConfig;
+use graft_core::backbone::FEATURE_TAP;
 use graft_core::{Delta, FitContext, Result, Source, Task, TaskModel, TransferMethod};
 use serde::{Deserialize, Serialize};
 
@@ -28,7 +29,7 @@ impl Default for LinearProbeConfig {
         train.weight_decay = 0.0;
         train.batch_size = 64;
         train.schedule = Schedule::Cosine;
-        Self { tap: "pool".into(), train }
+        Self { tap: FEATURE_TAP.into(), train }
     }
 }
 
@@ -53,7 +54,6 @@ impl LinearProbe {
             method: NAME,
             config: serde_json::to_value(&self.config).expect("config serialises"),
             frozen_until: Some(self.config.tap.clone()),
-            interconnections: 1,
         }
     }
 }

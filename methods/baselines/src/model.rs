@@ -5,7 +5,7 @@ use graft_core::features::CacheOutcome;
 use graft_core::ImageSet;
 use graft_core::optim::ParamGroup;
 use graft_core::train::{train, Split, TrainConfig};
-use graft_core::{Delta, FitContext, Footprint, ParamMap, Result, Source, Task, TaskModel, Trainable};
+use graft_core::{Attachments, Delta, FitContext, Footprint, ParamMap, Result, Source, Task, TaskModel, Trainable};
 use candle_core::Tensor;
 
 /// How a baseline splits the network between the frozen source and what it trains.
@@ -16,8 +16,6 @@ pub struct Plan {
     pub config: serde_json::Value,
     /// Frozen source tap whose output is the trainable net's input (`None`: images).
     pub frozen_until: Option<String>,
-    /// Interconnections between frozen and trainable modules.
-    pub interconnections: usize,
 }
 
 /// A fitted baseline: frozen source up to a tap, then the trained net.
@@ -63,9 +61,15 @@ impl TaskModel for BaselineModel {
         Footprint {
             trainable_params: self.net.num_trainable(),
             stored_bytes,
-            interconnections: self.plan.interconnections,
+            interconnections: self.attachments().count(),
             flops_per_image: body_flops + 2 * head as u64,
         }
+    }
+
+    /// The trained net reads the frozen source's output at `frozen_until`; nothing when the
+    /// whole network trains (fine-tune, scratch).
+    fn attachments(&self) -> Attachments {
+        Attachments::reading("trained net", self.plan.frozen_until.as_deref())
     }
 
     fn delta_tensors(&self) -> Result<ParamMap> {

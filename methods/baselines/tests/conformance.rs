@@ -35,6 +35,8 @@ fn linear_probe_conforms() {
         method: "linear-probe",
         config: short(),
         expected_trainable: |s, t| head(pool_channels(s), t),
+        // The head reads the pooled features.
+        expected_interconnections: 1,
     });
 }
 
@@ -45,6 +47,8 @@ fn feature_extractor_conforms() {
         method: "feature-extractor",
         config: short(),
         expected_trainable: |s, t| params_where(s, |k| k.starts_with("layer3.")) + head(pool_channels(s), t),
+        // The last stage reads the frozen stage2.block0.
+        expected_interconnections: 1,
     });
 }
 
@@ -54,6 +58,8 @@ fn fine_tune_conforms() {
         method: "fine-tune",
         config: short(),
         expected_trainable: |s, t| params_where(s, |k| !k.starts_with("fc.")) + head(pool_channels(s), t),
+        // Nothing stays frozen.
+        expected_interconnections: 0,
     });
 }
 
@@ -74,6 +80,8 @@ fn scratch_conforms() {
         method: "scratch",
         config: short(),
         expected_trainable: |s, t| params_where(s, |k| !k.starts_with("fc.")) + head(pool_channels(s), t),
+        // Nothing stays frozen.
+        expected_interconnections: 0,
     });
 }
 

@@ -5,18 +5,9 @@ use graft_core::registry::MethodConfig;
 use graft_core::train::TrainConfig;
 use serde::{Deserialize, Serialize};
 
-/// Which convolutions get a kernel-wise mask.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub enum MaskedConvs {
-    /// Every conv of the backbone (`"all"`).
-    #[default]
-    All,
-    /// Every conv but the first one in forward order (`"all-but-first"`).
-    AllButFirst,
-    /// Exactly these convs, by module name (`{ "only": ["layer1.0.conv1", …] }`).
-    Only(Vec<String>),
-}
+/// Which convolutions get a kernel-wise mask: `"all"` (default), `"all-but-first"` or
+/// `{ "only": ["layer1.0.conv1", …] }` (the kit's choice of convs).
+pub type MaskedConvs = graft_core::kit::ConvChoice;
 
 /// How the real-valued part `A^s` of the soft mask `M = M^b + A^s` is formed (the paper's exact
 /// formula is not known to graft; see `docs/methods/ksm.md`).
@@ -141,16 +132,7 @@ impl MethodConfig for KsmConfig {
         if self.scale == ScaleKind::Mask {
             positive("scale_gain", self.scale_gain).map_err(|m| format!("{m} (use scale = \"none\" for no scaling)"))?;
         }
-        if let MaskedConvs::Only(names) = &self.layers {
-            if names.is_empty() {
-                return Err("layers.only must name at least one conv (or use \"all\")".into());
-            }
-            let mut sorted = names.clone();
-            sorted.sort();
-            if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
-                return Err(format!("layers.only names conv '{}' twice", w[0]));
-            }
-        }
+        self.layers.validate("layers")?;
         for (key, lr) in [("head_lr", self.head_lr), ("bn_lr", self.bn_lr), ("scale_lr", self.scale_lr)] {
             if let Some(v) = lr {
                 positive(key, v)?;

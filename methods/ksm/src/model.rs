@@ -3,25 +3,18 @@
 //! model (binary kernel masks unpacked from bits plus the stored scales, applied once to the
 //! frozen weights).
 
-use crate::config::{KsmConfig, MaskedConvs, ScaleKind};
+use crate::config::{KsmConfig, ScaleKind};
 use crate::error::KsmError;
 use crate::mask::{apply_kernel_mask, eval_mask, hard_binary, rounded_scale, scale_part, soft_mask};
 use crate::{NAME, PREFIX};
 use candle_core::{DType, Tensor};
-use graft_core::backbone::{linear, TunedBackbone, BN_PARAMS};
+use graft_core::backbone::{TunedBackbone, FEATURE_TAP};
 use graft_core::bitpack::{pack_mask, packed_len, unpack_mask};
-use graft_core::init::{linear_init, SeededRng};
+use graft_core::init::SeededRng;
+use graft_core::kit::{groups, kept_fraction, train_on_task, DomainBns, ExpectedTensors, OverriddenSource, TaskHead};
 use graft_core::optim::ParamGroup;
-use graft_core::train::{train, Split};
-use graft_core::{Backbone, FitContext, Footprint, Hooks, ParamMap, Result, Source, Task, TaskModel, Trainable, Trainables};
-use std::collections::{BTreeMap, BTreeSet};
-
-/// Name of the new head's weight `(classes, features)`.
-pub const HEAD_WEIGHT: &str = "head.weight";
-/// Name of the new head's bias `(classes,)`.
-pub const HEAD_BIAS: &str = "head.bias";
-/// The tap whose output (global-average-pooled features) feeds the new head.
-pub const FEATURE_TAP: &str = "pool";
+use graft_core::{Attachments, Backbone, FitContext, Footprint, Hooks, ParamMap, Result, Source, Task, TaskModel, Trainable, Trainables};
+use std::collections::BTreeMap;
 
 /// A conv weight KSM masks kernel by kernel.
 #[derive(Clone, Debug, PartialEq)]
@@ -71,8 +64,8 @@ impl MaskedConv {
 pub struct Layout {
     /// Masked convs in forward order.
     pub masked: Vec<MaskedConv>,
-    /// Tuned BatchNorms with their channels (empty unless `tune_bn`).
-    pub bns: Vec<(String, usize)>,
+    /// Tuned BatchNorms (none unless `tune_bn`).
+    pub bns: DomainBns,
     /// Channels at [`FEATURE_TAP`] (the head's input).
     pub features: usize,
     /// How `A^s` is formed.
@@ -85,39 +78,15 @@ impl Layout {
     /// Resolves `config` on `backbone`; an unknown conv in `layers.only` is an error listing the
     /// backbone's convs.
     pub fn new(config: &KsmConfig, backbone: &Backbone) -> Result<Self> {
-        let convs = backbone.convs();
-        let chosen: Vec<_> = match &config.layers {
-            MaskedConvs::All => convs.iter().collect(),
-            MaskedConvs::AllButFirst => convs.iter().skip(1).collect(),
-            MaskedConvs::Only(names) => {
-                let wanted: BTreeSet<&str> = names.iter().map(String::as_str).collect();
-                if let Some(missing) = names.iter().find(|n| !convs.iter().any(|c| &c.conv.name == *n)) {
-                    return Err(KsmError::UnknownConv {
-                        name: missing.clone(),
-                        available: convs.iter().map(|c| c.conv.name.clone()).collect(),
-                    }
-                    .into());
-                }
-                convs.iter().filter(|c| wanted.contains(c.conv.name.as_str())).collect()
-            }
-        };
+        let chosen = config.layers.select(backbone.convs()).map_err(|e| KsmError::UnknownConv { name: e.name, available: e.available })?;
         let masked = chosen
             .into_iter()
             .map(|c| MaskedConv { conv: c.conv.name.clone(), weight: c.conv.weight_name(), weight_shape: c.conv.weight_shape().to_vec() })
             .collect();
-        let bns = if config.tune_bn {
-            backbone
-                .bn_names()
-                .into_iter()
-                .map(|bn| Ok((bn.clone(), backbone.param(&format!("{bn}.weight"))?.elem_count())))
-                .collect::<Result<Vec<_>>>()?
-        } else {
-            Vec::new()
-        };
         Ok(Self {
             masked,
-            bns,
-            features: backbone.tap(FEATURE_TAP)?.channels,
+            bns: DomainBns::all_if(config.tune_bn, backbone),
+            features: backbone.feature_tap()?.channels,
             scale: config.scale,
             scale_bytes: config.scale_dtype.size(),
         })
@@ -132,8 +101,7 @@ impl Layout {
     /// `K · (1 + [scale = learned]) + Σ_tunedBN 2·C + (d + 1)·k`.
     pub fn trainable_params(&self, classes: usize) -> usize {
         let per_kernel = if self.scale == ScaleKind::Learned { 2 } else { 1 };
-        let bn: usize = self.bns.iter().map(|(_, c)| 2 * c).sum();
-        per_kernel * self.kernels() + bn + (self.features + 1) * classes
+        per_kernel * self.kernels() + self.bns.trainable_params() + TaskHead::params(self.features, classes)
     }
 
     /// The documented stored bytes for `classes` task classes:
@@ -142,42 +110,22 @@ impl Layout {
     pub fn stored_bytes(&self, classes: usize) -> usize {
         let bits: usize = self.masked.iter().map(|m| packed_len(m.kernels())).sum();
         let scales = if self.scale == ScaleKind::None { 0 } else { self.kernels() * self.scale_bytes };
-        let bn: usize = self.bns.iter().map(|(_, c)| 16 * c).sum();
-        bits + scales + bn + 4 * (self.features + 1) * classes
+        bits + scales + self.bns.stored_bytes() + TaskHead::stored_bytes(self.features, classes)
     }
 
-    /// Whether the backbone parameter `name` is γ or β of a tuned BatchNorm (what
-    /// [`TunedBackbone`] makes trainable; their running statistics follow).
-    pub fn is_tuned_bn_affine(&self, name: &str) -> bool {
-        name.strip_suffix(".weight")
-            .or_else(|| name.strip_suffix(".bias"))
-            .is_some_and(|bn| self.bns.iter().any(|(b, _)| b == bn))
-    }
-
-    /// Every stored tensor's name, dtype and shape (bits, scales, BN, head), sorted by name.
-    fn expected_tensors(&self, classes: usize, scale_dtype: DType) -> BTreeMap<String, (DType, Vec<usize>)> {
-        let mut out = BTreeMap::new();
+    /// Every stored tensor's name, dtype and shape (bits, scales, BN, head).
+    fn expected_tensors(&self, classes: usize, scale_dtype: DType) -> ExpectedTensors {
+        let mut out = ExpectedTensors::new();
         for m in &self.masked {
-            out.insert(m.bits_key(), (DType::U8, vec![packed_len(m.kernels())]));
+            out.packed_mask(m.bits_key(), packed_len(m.kernels()));
             if self.scale != ScaleKind::None {
-                out.insert(m.scale_key(), (scale_dtype, m.mask_shape()));
+                out.typed(m.scale_key(), scale_dtype, m.mask_shape());
             }
         }
-        for (bn, c) in &self.bns {
-            for (key, _) in stored_bn_tensors(bn) {
-                out.insert(key, (DType::F32, vec![*c]));
-            }
-        }
-        out.insert(HEAD_WEIGHT.into(), (DType::F32, vec![classes, self.features]));
-        out.insert(HEAD_BIAS.into(), (DType::F32, vec![classes]));
+        out.f32_all(self.bns.expected(PREFIX));
+        out.f32_all(TaskHead::expected(self.features, classes));
         out
     }
-}
-
-/// The stored names of tuned BatchNorm `bn`'s four tensors, `ksm.<bn>.{weight,bias,running_mean,
-/// running_var}` (as [`TunedBackbone`] names them), paired with the backbone parameter each replaces.
-fn stored_bn_tensors(bn: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    BN_PARAMS.iter().map(move |p| (format!("{PREFIX}{bn}.{p}"), format!("{bn}.{p}")))
 }
 
 /// The network trained by [`fit`]: frozen backbone, kernel-wise soft masks, per-task BN, head.
@@ -185,7 +133,7 @@ pub struct KsmNet {
     masks: KernelMasks,
     /// The frozen backbone with the tuned BNs' γ, β (trainable) and running statistics.
     tuned: TunedBackbone,
-    head: Trainables,
+    head: TaskHead,
 }
 
 /// The kernel-wise masks of a [`KsmNet`] and their temperature schedule.
@@ -233,12 +181,8 @@ impl KsmNet {
             }
             by_weight.insert(m.weight.clone(), i);
         }
-        let tuned = TunedBackbone::new(base, PREFIX, |name| layout.is_tuned_bn_affine(name))?;
-        let mut rng = SeededRng::derived(seed, "head");
-        let (w, b) = linear_init(&mut rng, classes, layout.features, &device)?;
-        let mut head = Trainables::new();
-        head.insert(HEAD_WEIGHT, &w)?;
-        head.insert(HEAD_BIAS, &b)?;
+        let tuned = layout.bns.tuned(base, PREFIX)?;
+        let head = TaskHead::new(layout.features, classes, seed, &device)?;
         let masks = KernelMasks { layout, config: config.clone(), by_weight, real, learned, step: 0, total_steps };
         Ok(Self { masks, tuned, head })
     }
@@ -253,27 +197,15 @@ impl KsmNet {
     /// head at `head_lr` (each `None` falls back to `train.lr`).
     pub fn param_groups(&self) -> Vec<ParamGroup> {
         let config = &self.masks.config;
-        let base = config.train.optim();
-        let with_lr = |lr: Option<f64>| {
-            let mut s = base.clone();
-            s.lr = lr.unwrap_or(base.lr);
-            s
-        };
-        let mut groups = vec![
-            ParamGroup { vars: self.masks.real.vars(), settings: base.clone() },
-            ParamGroup { vars: self.masks.learned.vars(), settings: with_lr(config.scale_lr) },
-            ParamGroup { vars: self.tuned.vars().vars(), settings: with_lr(config.bn_lr) },
-            ParamGroup { vars: self.head.vars(), settings: with_lr(config.head_lr) },
-        ];
-        groups.retain(|g| !g.vars.is_empty());
-        groups
-    }
-
-    /// The new head on the features at [`FEATURE_TAP`].
-    fn head_logits(&self, features: &Tensor) -> Result<Tensor> {
-        let w = self.head.tensor(HEAD_WEIGHT).expect("head weight exists");
-        let b = self.head.tensor(HEAD_BIAS).expect("head bias exists");
-        linear(features, &w, &b)
+        groups(
+            &config.train,
+            vec![
+                (self.masks.real.vars(), None),
+                (self.masks.learned.vars(), config.scale_lr),
+                (self.tuned.vars().vars(), config.bn_lr),
+                (self.head.vars(), config.head_lr),
+            ],
+        )
     }
 
     /// The tensors a task stores: bit-packed `1[M^r > 0]` and `A^s` (stored dtype) per masked
@@ -335,12 +267,12 @@ impl Trainable for KsmNet {
     fn train_logits(&mut self, x: &Tensor, _rng: &mut SeededRng) -> Result<Tensor> {
         let hooks = MaskHooks { masks: &self.masks, train: true };
         let f = self.tuned.forward_with(x, None, FEATURE_TAP, true, &hooks)?;
-        self.head_logits(&f)
+        self.head.logits(&f)
     }
 
     fn eval_logits(&self, x: &Tensor) -> Result<Tensor> {
         let f = self.tuned.eval_with(x, None, FEATURE_TAP, &MaskHooks { masks: &self.masks, train: false })?;
-        Ok(self.head_logits(&f)?.detach())
+        Ok(self.head.logits(&f)?.detach())
     }
 
     fn after_step(&mut self) -> Result<()> {
@@ -371,29 +303,9 @@ pub fn fit(config: &KsmConfig, source: &Source, task: &Task, ctx: &mut FitContex
     let total_steps = config.train.epochs * task.train.len().div_ceil(config.train.batch_size);
     let mut net = KsmNet::new(config, &source.backbone, layout, task.num_classes, ctx.seed, total_steps)?;
     let groups = net.param_groups();
-    let device = ctx.device.clone();
-    let (x, vx) = (task.train.images_tensor(&device)?, task.val.images_tensor(&device)?);
-    let label = format!("{NAME} {}", task.name);
-    train(
-        &mut net,
-        groups,
-        Split { x: &x, y: &task.train.labels },
-        Some(Split { x: &vx, y: &task.val.labels }),
-        &config.train,
-        ctx,
-        &label,
-    )?;
+    train_on_task(&mut net, groups, task, &config.train, ctx, NAME)?;
     // The fitted model is built from exactly what is stored, so save→load cannot change it.
     KsmModel::from_tensors(config.clone(), source, net.delta_tensors()?, task.num_classes)
-}
-
-/// Parameter overrides of an evaluation forward pass.
-struct Overrides<'a>(&'a ParamMap);
-
-impl Hooks for Overrides<'_> {
-    fn param(&self, name: &str, _frozen: &Tensor) -> Result<Option<Tensor>> {
-        Ok(self.0.get(name).cloned())
-    }
 }
 
 /// The evaluation mask of one conv: `M = M^b + A^s`.
@@ -409,13 +321,11 @@ pub struct EvalMask {
 /// per-task BN and a new head.
 pub struct KsmModel {
     config: KsmConfig,
-    source: Source,
     layout: Layout,
     num_classes: usize,
     tensors: ParamMap,
     masks: BTreeMap<String, EvalMask>,
-    overrides: ParamMap,
-    head: (Tensor, Tensor),
+    eval: OverriddenSource,
 }
 
 impl KsmModel {
@@ -426,27 +336,8 @@ impl KsmModel {
         let backbone = &source.backbone;
         let layout = Layout::new(&config, backbone)?;
         let expected = layout.expected_tensors(num_classes, config.scale_dtype.dtype());
-        let mut problems = Vec::new();
-        for (name, (dtype, shape)) in &expected {
-            match tensors.get(name) {
-                None => problems.push(format!("missing tensor '{name}' ({dtype:?} {shape:?})")),
-                // Packed masks get their own, more specific check below.
-                Some(_) if *dtype == DType::U8 => {}
-                Some(t) if t.dtype() != *dtype || t.dims() != shape.as_slice() => problems.push(format!(
-                    "tensor '{name}' is {:?} {:?}, expected {dtype:?} {shape:?}",
-                    t.dtype(),
-                    t.dims()
-                )),
-                Some(_) => {}
-            }
-        }
-        let extra: Vec<&String> = tensors.keys().filter(|k| !expected.contains_key(*k)).collect();
-        if !extra.is_empty() {
-            problems.push(format!("unexpected tensors {extra:?} (config: {})", serde_json::to_string(&config).unwrap_or_default()));
-        }
-        if !problems.is_empty() {
-            return Err(KsmError::Delta(problems.join("; ")).into());
-        }
+        let context = format!("config: {}", serde_json::to_string(&config).unwrap_or_default());
+        expected.check(&tensors, &context).map_err(KsmError::Delta)?;
         let device = backbone.device();
         let mut masks = BTreeMap::new();
         let mut overrides = ParamMap::new();
@@ -460,13 +351,9 @@ impl KsmModel {
             overrides.insert(m.weight.clone(), apply_kernel_mask(backbone.param(&m.weight)?, &mask)?);
             masks.insert(m.weight.clone(), EvalMask { binary, scale });
         }
-        for (bn, _) in &layout.bns {
-            for (key, param) in stored_bn_tensors(bn) {
-                overrides.insert(param, tensors[&key].to_device(device)?);
-            }
-        }
-        let head = (tensors[HEAD_WEIGHT].to_device(device)?, tensors[HEAD_BIAS].to_device(device)?);
-        Ok(Self { config, source: source.clone(), layout, num_classes, tensors, masks, overrides, head })
+        overrides.extend(layout.bns.overrides(PREFIX, &tensors));
+        let eval = OverriddenSource::new(source, overrides, &tensors)?;
+        Ok(Self { config, layout, num_classes, tensors, masks, eval })
     }
 
     /// The evaluation masks (`M^b` exactly binary, `A^s` as stored), by weight name.
@@ -477,7 +364,7 @@ impl KsmModel {
     /// The parameters the evaluation forward replaces, by backbone name: `W ⊙ (M^b + A^s)` for
     /// masked weights, the per-task BN tensors.
     pub fn effective_params(&self) -> &ParamMap {
-        &self.overrides
+        self.eval.overrides()
     }
 
     /// What the config resolved to on the source.
@@ -492,17 +379,12 @@ impl KsmModel {
 
     /// Stored bytes as a fraction of a full fine-tuned copy ([`Backbone::fine_tuned_bytes`]).
     pub fn fraction_of_fine_tune(&self) -> f64 {
-        self.source.backbone.fine_tuned_fraction(self.footprint().stored_bytes, self.num_classes)
+        self.eval.source().backbone.fine_tuned_fraction(self.footprint().stored_bytes, self.num_classes)
     }
 
     /// Fraction of kernels kept (`M^b = 1`) over all masked convs.
     pub fn kept_fraction(&self) -> Result<f64> {
-        let (mut kept, mut total) = (0f64, 0usize);
-        for m in self.masks.values() {
-            kept += m.binary.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-            total += m.binary.elem_count();
-        }
-        Ok(kept / total.max(1) as f64)
+        kept_fraction(self.masks.values().map(|m| &m.binary))
     }
 }
 
@@ -516,18 +398,22 @@ impl TaskModel for KsmModel {
     }
 
     fn forward(&self, images: &Tensor) -> Result<Tensor> {
-        let f = self.source.backbone.run(images, None, FEATURE_TAP, &[], &Overrides(&self.overrides))?.output;
-        Ok(linear(&f, &self.head.0, &self.head.1)?.detach())
+        self.eval.forward(images)
     }
 
     fn footprint(&self) -> Footprint {
-        let bb = &self.source.backbone;
         Footprint {
             trainable_params: self.layout.trainable_params(self.num_classes),
             stored_bytes: self.tensors.values().map(|t| t.elem_count() * t.dtype().size_in_bytes()).sum(),
-            interconnections: self.layout.masked.len() + self.layout.bns.len(),
-            flops_per_image: bb.flops_between(None, FEATURE_TAP).unwrap_or(0) + 2 * (self.layout.features * self.num_classes) as u64,
+            interconnections: self.eval.attachments().count(),
+            flops_per_image: self.eval.flops_per_image(),
         }
+    }
+
+    /// One per masked conv (its weight replaced), one per tuned BN, and the head reading the
+    /// pooled features.
+    fn attachments(&self) -> Attachments {
+        self.eval.attachments().clone()
     }
 
     fn delta_tensors(&self) -> Result<ParamMap> {
@@ -539,6 +425,6 @@ impl TaskModel for KsmModel {
     }
 
     fn source_hash(&self) -> &str {
-        &self.source.hash
+        &self.eval.source().hash
     }
 }

@@ -37,6 +37,8 @@ fn ksm_conforms() {
         method: "ksm",
         config: json!({ "head_lr": 1e-2, "train": { "epochs": 2, "batch_size": 16, "lr": 1e-3 } }),
         expected_trainable: |s, t| kernels(s, 0) + bn_affine(s) + head(s, t),
+        // 9 masked convs + 9 tuned BNs + the head reading the pooled features.
+        expected_interconnections: 19,
     });
 }
 
@@ -46,6 +48,7 @@ fn ksm_with_learned_scales_conforms() {
         method: "ksm",
         config: json!({ "scale": "learned", "scale_dtype": "f32", "train": { "epochs": 2, "batch_size": 16 } }),
         expected_trainable: |s, t| 2 * kernels(s, 0) + bn_affine(s) + head(s, t),
+        expected_interconnections: 19,
     });
 }
 
@@ -55,6 +58,8 @@ fn ksm_binary_only_without_bn_conforms() {
         method: "ksm",
         config: json!({ "scale": "none", "tune_bn": false, "layers": "all-but-first", "train": { "epochs": 1, "batch_size": 16 } }),
         expected_trainable: |s, t| kernels(s, 1) + head(s, t),
+        // 8 masked convs (all but conv1), no BN, the head.
+        expected_interconnections: 9,
     });
 }
 
@@ -67,6 +72,8 @@ fn ksm_on_named_convs_conforms() {
             let k = |n: &str| s.backbone.param(n).unwrap().dims()[..2].iter().product::<usize>();
             k("layer3.0.conv1.weight") + k("layer3.0.conv2.weight") + bn_affine(s) + head(s, t)
         },
+        // 2 masked convs + 9 tuned BNs + the head.
+        expected_interconnections: 12,
     });
 }
 

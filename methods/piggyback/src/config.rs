@@ -5,18 +5,9 @@ use graft_core::registry::MethodConfig;
 use graft_core::train::TrainConfig;
 use serde::{Deserialize, Serialize};
 
-/// Which convolutions get a mask.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub enum MaskedConvs {
-    /// Every conv of the backbone (`"all"`; paper: every layer but the classifier).
-    #[default]
-    All,
-    /// Every conv but the first one in forward order (`"all-but-first"`).
-    AllButFirst,
-    /// Exactly these convs, by module name (`{ "only": ["layer1.0.conv1", …] }`).
-    Only(Vec<String>),
-}
+/// Which convolutions get a mask: `"all"` (default), `"all-but-first"` or
+/// `{ "only": ["layer1.0.conv1", …] }` (the kit's choice of convs).
+pub type MaskedConvs = graft_core::kit::ConvChoice;
 
 /// Configuration of Piggyback. `Default` is the paper's setting where it is known (see
 /// `docs/methods/piggyback.md` for the source of every value).
@@ -69,16 +60,7 @@ impl MethodConfig for PiggybackConfig {
                 self.threshold, self.mask_init
             ));
         }
-        if let MaskedConvs::Only(names) = &self.layers {
-            if names.is_empty() {
-                return Err("layers.only must name at least one conv (or use \"all\")".into());
-            }
-            let mut sorted = names.clone();
-            sorted.sort();
-            if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
-                return Err(format!("layers.only names conv '{}' twice", w[0]));
-            }
-        }
+        self.layers.validate("layers")?;
         positive_lr("head_lr", self.head_lr)?;
         positive_lr("bn_lr", self.bn_lr)?;
         self.train.validate()

@@ -36,6 +36,8 @@ fn piggyback_conforms() {
         method: "piggyback",
         config: json!({ "train": { "epochs": 2, "batch_size": 16 } }),
         expected_trainable: |s, t| conv_weights(s, 0) + head(s, t),
+        // 9 masked convs + the head reading the pooled features.
+        expected_interconnections: 10,
     });
 }
 
@@ -45,6 +47,8 @@ fn piggyback_with_per_task_bn_conforms() {
         method: "piggyback",
         config: json!({ "tune_bn": true, "head_lr": 1e-2, "train": { "epochs": 2, "batch_size": 16, "lr": 1e-3 } }),
         expected_trainable: |s, t| conv_weights(s, 0) + bn_affine(s) + head(s, t),
+        // 9 masked convs + 9 tuned BNs + the head.
+        expected_interconnections: 19,
     });
 }
 
@@ -54,6 +58,8 @@ fn piggyback_all_but_first_conforms() {
         method: "piggyback",
         config: json!({ "layers": "all-but-first", "train": { "epochs": 1, "batch_size": 16 } }),
         expected_trainable: |s, t| conv_weights(s, 1) + head(s, t),
+        // 8 masked convs + the head.
+        expected_interconnections: 9,
     });
 }
 

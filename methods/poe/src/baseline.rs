@@ -9,7 +9,7 @@
 use crate::loss::conditional_kd;
 use crate::pool::{sub_seed, Consolidated};
 use candle_core::Tensor;
-use graft_core::backbone::TunedBackbone;
+use graft_core::backbone::{TunedBackbone, LOGITS_TAP};
 use graft_core::init::SeededRng;
 use graft_core::optim::ParamGroup;
 use graft_core::train::{train, Split, TrainConfig, TrainReport};
@@ -70,7 +70,7 @@ impl Net {
         };
         let mut parts = Vec::new();
         for e in &mut self.experts {
-            parts.push(e.forward(&f, None, "logits", true)?);
+            parts.push(e.forward(&f, None, LOGITS_TAP, true)?);
         }
         Ok(Tensor::cat(&parts, 1)?.index_select(&self.columns, 1)?)
     }
@@ -85,7 +85,7 @@ impl Trainable for Net {
             Some(l) => l.eval(x, None, &self.tap)?,
             None => self.frozen_library.run(x, None, &self.tap, &[], &graft_core::NoHooks)?.output,
         };
-        let parts = self.experts.iter().map(|e| e.eval(&f, None, "logits")).collect::<Result<Vec<_>>>()?;
+        let parts = self.experts.iter().map(|e| e.eval(&f, None, LOGITS_TAP)).collect::<Result<Vec<_>>>()?;
         Ok(Tensor::cat(&parts, 1)?.index_select(&self.columns, 1)?.detach())
     }
     fn loss(&self, logits: &Tensor, labels: &Tensor, batch: &[usize]) -> Result<Tensor> {
@@ -173,7 +173,7 @@ pub fn train_baseline(
             let oracle = oracle.ok_or_else(|| GraftError::Config { method: crate::NAME.into(), msg: "multi-teacher KD needs the oracle".into() })?;
             pool.check_oracle(oracle)?;
             let ids = Tensor::from_slice(&model.classes, model.classes.len(), &dev)?;
-            let teacher = oracle.backbone.features(&x, "logits", 256)?.index_select(&ids, 1)?;
+            let teacher = oracle.backbone.features(&x, LOGITS_TAP, 256)?.index_select(&ids, 1)?;
             let groups = model
                 .experts
                 .iter()

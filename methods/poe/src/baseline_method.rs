@@ -12,7 +12,7 @@ use crate::pool::{Consolidated, Pool};
 use candle_core::Tensor;
 use graft_core::registry::MethodConfig;
 use graft_core::train::TrainConfig;
-use graft_core::{Backbone, Delta, FitContext, Footprint, GraftError, ParamMap, Result, Source, Task, TaskModel, TransferMethod};
+use graft_core::{Attachments, Backbone, Delta, FitContext, Footprint, GraftError, ParamMap, Result, Source, Task, TaskModel, TransferMethod};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -82,6 +82,8 @@ pub struct BaselineModel {
     source_hash: String,
     model: Consolidated,
     trainable: usize,
+    /// Whether the library trains with the experts (nothing of the model stays frozen).
+    trains_library: bool,
     metrics: BTreeMap<String, f64>,
 }
 
@@ -125,7 +127,7 @@ impl TransferMethod for PoeBaseline {
         metrics.insert("model_params".to_string(), model.num_params() as f64);
         metrics.insert("model_bytes".to_string(), model.bytes() as f64);
         let trainable = trainable_params(kind, &model);
-        Ok(Box::new(BaselineModel { name: self.name, config: self.config.clone(), source_hash: source.hash.clone(), model, trainable, metrics }))
+        Ok(Box::new(BaselineModel { name: self.name, config: self.config.clone(), source_hash: source.hash.clone(), model, trainable, trains_library: self.kind().trains_library(), metrics }))
     }
 
     fn load(&self, source: &Source, delta: &Delta) -> Result<Box<dyn TaskModel>> {
@@ -151,7 +153,7 @@ impl TransferMethod for PoeBaseline {
         }
         let trainable = trainable_params(self.kind(), &model);
         let metrics = BTreeMap::from([("model_params".to_string(), model.num_params() as f64), ("model_bytes".to_string(), model.bytes() as f64)]);
-        Ok(Box::new(BaselineModel { name: self.name, config: self.config.clone(), source_hash: source.hash.clone(), model, trainable, metrics }))
+        Ok(Box::new(BaselineModel { name: self.name, config: self.config.clone(), source_hash: source.hash.clone(), model, trainable, trains_library: self.kind().trains_library(), metrics }))
     }
 }
 
@@ -170,13 +172,23 @@ impl TaskModel for BaselineModel {
 
     /// Trainable: library part and experts, or the experts only (`poe-frozen-library`); stored:
     /// the class list and the whole model (library part and chosen experts, BN statistics
-    /// included); one interconnection per expert; FLOPs of the consolidated model.
+    /// included); interconnections: each expert reads the frozen library (`poe-frozen-library`),
+    /// none where the library trains too; FLOPs of the consolidated model.
     fn footprint(&self) -> Footprint {
         Footprint {
             trainable_params: self.trainable,
             stored_bytes: 4 * self.model.classes.len() + self.model.bytes(),
-            interconnections: self.model.experts.len(),
+            interconnections: self.attachments().count(),
             flops_per_image: self.model.flops_per_image(),
+        }
+    }
+
+    /// The experts read the library where it stays frozen; nothing is frozen otherwise.
+    fn attachments(&self) -> Attachments {
+        if self.trains_library {
+            Attachments::none()
+        } else {
+            self.model.experts_reading_library()
         }
     }
 

@@ -5,7 +5,7 @@
 
 use crate::loss::{conditional_kd, kd_loss};
 use candle_core::Tensor;
-use graft_core::backbone::TunedBackbone;
+use graft_core::backbone::{TunedBackbone, LOGITS_TAP};
 use graft_core::init::SeededRng;
 use graft_core::{ParamMap, Result, Trainable};
 
@@ -39,11 +39,11 @@ pub struct Distilled {
 
 impl Trainable for Distilled {
     fn train_logits(&mut self, x: &Tensor, _rng: &mut SeededRng) -> Result<Tensor> {
-        self.tuned.forward(x, None, "logits", true)
+        self.tuned.forward(x, None, LOGITS_TAP, true)
     }
 
     fn eval_logits(&self, x: &Tensor) -> Result<Tensor> {
-        self.tuned.eval(x, None, "logits")
+        self.tuned.eval(x, None, LOGITS_TAP)
     }
 
     fn loss(&self, logits: &Tensor, _labels: &Tensor, batch: &[usize]) -> Result<Tensor> {

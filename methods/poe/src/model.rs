@@ -5,7 +5,7 @@
 use crate::config::PoeConfig;
 use crate::pool::Consolidated;
 use candle_core::{Device, Tensor};
-use graft_core::{Footprint, ParamMap, Result, TaskModel};
+use graft_core::{Attachments, Footprint, ParamMap, Result, TaskModel};
 use std::collections::BTreeMap;
 
 /// Delta tensor: the oracle class of every output, `(classes,)` u32.
@@ -60,15 +60,20 @@ impl TaskModel for PoeModel {
     }
 
     /// Nothing is trained for a task (the pool is trained once per oracle): 0 trainable
-    /// parameters; the stored bytes are the query's; one interconnection per chosen expert
-    /// (each reads the frozen library's tap); FLOPs of the library plus the chosen experts.
+    /// parameters; the stored bytes are the query's; interconnections: each chosen expert reads
+    /// the frozen library's tap; FLOPs of the library plus the chosen experts.
     fn footprint(&self) -> Footprint {
         Footprint {
             trainable_params: 0,
             stored_bytes: 4 * self.model.classes.len() + 32,
-            interconnections: self.model.experts.len(),
+            interconnections: self.attachments().count(),
             flops_per_image: self.model.flops_per_image(),
         }
+    }
+
+    /// Each chosen expert reads the library's output.
+    fn attachments(&self) -> Attachments {
+        self.model.experts_reading_library()
     }
 
     fn delta_tensors(&self) -> Result<ParamMap> {

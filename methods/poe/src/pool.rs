@@ -7,7 +7,7 @@ use crate::config::{ExpertConfig, LibraryConfig, PrimitiveTask};
 use crate::distill::{Distilled, Objective};
 use crate::error::PoeError;
 use candle_core::{Device, Tensor};
-use graft_core::backbone::{argmax, Arch, BackboneSpec, InputSpec, TunedBackbone};
+use graft_core::backbone::{argmax, Arch, BackboneSpec, InputSpec, TunedBackbone, LOGITS_TAP};
 use graft_core::checkpoint::{
     read_safetensors, require_kind, require_meta, sha256_hex, to_safetensors_bytes, write_atomic, GRAFT_VERSION, KEY_KIND,
     KEY_VERSION,
@@ -126,7 +126,7 @@ impl Pool {
         seed: u64,
         ctx: &mut FitContext,
     ) -> Result<Self> {
-        let logits = oracle.backbone.features(images, "logits", BATCH)?;
+        let logits = oracle.backbone.features(images, LOGITS_TAP, BATCH)?;
         let spec = library_spec(oracle.backbone.spec(), library);
         let init = Backbone::init(spec, sub_seed(seed, "poe-library"), &ctx.device)?;
         let trained = distill(&init, images, logits, Objective::Kd { temperature: library.temperature }, &library.train, &mut FitContext::new(ctx.device.clone(), seed), "poe library")?;
@@ -182,7 +182,7 @@ impl Pool {
     /// oracle does not have or another expert already serves.
     pub fn add_expert(&mut self, oracle: &Source, images: &Tensor, group: &PrimitiveTask, cfg: &ExpertConfig, seed: u64, ctx: &mut FitContext) -> Result<()> {
         let classes = self.new_group_classes(oracle, group)?;
-        let logits = oracle.backbone.features(images, "logits", BATCH)?;
+        let logits = oracle.backbone.features(images, LOGITS_TAP, BATCH)?;
         let features = self.library.features(images, &self.library_tap, BATCH)?;
         let spec = expert_spec(&self.library, &self.library_tap, cfg.width, classes.len())?;
         let init = Backbone::init(spec, sub_seed(seed, &format!("poe-expert-{}", group.name)), &ctx.device)?;
@@ -332,6 +332,13 @@ pub struct Consolidated {
 }
 
 impl Consolidated {
+    /// Each chosen expert reading the library's output tap (what the model attaches to the
+    /// library).
+    pub fn experts_reading_library(&self) -> graft_core::Attachments {
+        let tap = self.pool.library_tap.as_str();
+        self.experts.iter().fold(graft_core::Attachments::none(), |a, &i| a.with_read(&format!("expert {}", self.pool.experts[i].name), tap))
+    }
+
     /// Assembles the experts of the primitive tasks `names`; the outputs are the union of their
     /// classes in the order `order` (`None`: ascending class id). No weight is copied or changed.
     pub fn new(pool: Arc<Pool>, names: &[String], order: Option<&[u32]>) -> Result<Self> {

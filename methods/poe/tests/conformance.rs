@@ -15,9 +15,13 @@ fn tiny_config() -> serde_json::Value {
     })
 }
 
+/// The tiny task's three classes need both experts ("top": 0, "rest": 1, 2), each reading the
+/// library.
+const POE_EXPERTS: usize = 2;
+
 #[test]
 fn poe_conforms() {
-    check(&Case { method: "poe", config: tiny_config(), expected_trainable: |_, _| 0 });
+    check(&Case { method: "poe", config: tiny_config(), expected_trainable: |_, _| 0, expected_interconnections: POE_EXPERTS });
 }
 
 #[test]
@@ -25,7 +29,7 @@ fn poe_conforms_with_a_fixed_pool_seed_and_without_the_l1_term() {
     let mut c = tiny_config();
     c["pool_seed"] = json!(5);
     c["expert"]["alpha"] = json!(0.0);
-    check(&Case { method: "poe", config: c, expected_trainable: |_, _| 0 });
+    check(&Case { method: "poe", config: c, expected_trainable: |_, _| 0, expected_interconnections: POE_EXPERTS });
 }
 
 /// The library part of the tiny pool, counted by hand: WRN-10-1 (one pre-activation block per
@@ -70,17 +74,17 @@ fn the_hand_counts_are_the_pool_counts() {
 
 #[test]
 fn the_scratch_baseline_conforms() {
-    check(&Case { method: "poe-scratch", config: baseline_config(), expected_trainable: whole_model });
+    check(&Case { method: "poe-scratch", config: baseline_config(), expected_trainable: whole_model, expected_interconnections: 0 });
 }
 
 #[test]
 fn the_frozen_library_baseline_conforms() {
-    check(&Case { method: "poe-frozen-library", config: baseline_config(), expected_trainable: experts_only });
+    check(&Case { method: "poe-frozen-library", config: baseline_config(), expected_trainable: experts_only, expected_interconnections: POE_EXPERTS });
 }
 
 #[test]
 fn the_multi_teacher_kd_baseline_conforms() {
-    check(&Case { method: "poe-multi-kd", config: baseline_config(), expected_trainable: whole_model });
+    check(&Case { method: "poe-multi-kd", config: baseline_config(), expected_trainable: whole_model, expected_interconnections: 0 });
 }
 
 #[test]

@@ -31,18 +31,9 @@ pub fn delta_spec(source: &BackboneSpec, fraction: f64, classes: usize) -> Resul
     Ok(spec)
 }
 
-/// The default taps: the last tap of every stage (`stage1.…`, `stage2.…`, …), in forward order.
+/// The default taps: the last tap of every stage ([`Backbone::stages`]), in forward order.
 pub fn stage_output_taps(backbone: &Backbone) -> Vec<String> {
-    let stage_of = |tap: &str| tap.strip_prefix("stage").and_then(|s| s.split('.').next()).map(str::to_string);
-    let taps = backbone.taps();
-    taps.iter()
-        .enumerate()
-        .filter(|(i, t)| {
-            let s = stage_of(&t.name);
-            s.is_some() && taps.get(i + 1).map(|n| stage_of(&n.name)) != Some(s)
-        })
-        .map(|(_, t)| t.name.clone())
-        .collect()
+    backbone.stages().into_iter().filter_map(|s| s.taps.last().cloned()).collect()
 }
 
 /// The name of the fusion conv's weight at `tap`.

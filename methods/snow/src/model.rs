@@ -6,8 +6,8 @@ use crate::delta::{eval_fusions, merge_conv, EvalFusion, EvalFusionHooks};
 use crate::net::{pool_index_name, pool_weight_name};
 use crate::pooling::Selection;
 use candle_core::Tensor;
-use graft_core::backbone::TunedBackbone;
-use graft_core::{Footprint, NoHooks, ParamMap, Result, Source, TaskModel, Trainables};
+use graft_core::backbone::{TunedBackbone, LOGITS_TAP};
+use graft_core::{Attachments, Footprint, NoHooks, ParamMap, Result, Source, TaskModel, Trainables};
 use std::collections::BTreeMap;
 
 /// A subscribed tap: its name, the source's and the delta's channels there, and its size.
@@ -94,7 +94,7 @@ impl TaskModel for SnowModel {
     }
 
     fn forward_from_taps(&self, images: &Tensor, taps: &BTreeMap<String, Tensor>) -> Result<Tensor> {
-        self.delta.eval_with(images, None, "logits", &EvalFusionHooks { fusions: &self.fusions, taps })
+        self.delta.eval_with(images, None, LOGITS_TAP, &EvalFusionHooks { fusions: &self.fusions, taps })
     }
 
     fn footprint(&self) -> Footprint {
@@ -115,11 +115,16 @@ impl TaskModel for SnowModel {
         Footprint {
             trainable_params: self.delta.vars().num_params() + self.merge.num_params() + pools,
             stored_bytes,
-            interconnections: self.taps.len(),
+            interconnections: self.attachments().count(),
             flops_per_image: self.source.backbone.flops_between(None, self.deepest()).unwrap_or(0)
                 + self.delta.base().flops_per_image()
                 + merge_flops,
         }
+    }
+
+    /// The delta network reads the frozen source at every subscribed tap.
+    fn attachments(&self) -> Attachments {
+        Attachments::reading("delta net", self.taps.iter().map(|t| t.tap.as_str()))
     }
 
     fn delta_tensors(&self) -> Result<ParamMap> {

@@ -4,7 +4,7 @@
 use crate::delta::{eval_fusions, pooled_maps, EvalFusionHooks, Fusion};
 use crate::pooling::{ChannelPool, Selection};
 use candle_core::{Tensor, Var};
-use graft_core::backbone::TunedBackbone;
+use graft_core::backbone::{TunedBackbone, LOGITS_TAP};
 use graft_core::init::SeededRng;
 use graft_core::{Backbone, GraftError, NoHooks, ParamMap, Result, Trainable, Trainables};
 use std::collections::BTreeMap;
@@ -63,7 +63,7 @@ impl FitData {
                 .collect::<Result<_>>()?,
             Feed::Recompute { source, taps } => {
                 let wanted: Vec<&str> = taps.iter().map(String::as_str).collect();
-                let deepest = taps.last().map(String::as_str).unwrap_or("logits");
+                let deepest = taps.last().map(String::as_str).unwrap_or(LOGITS_TAP);
                 source.run(&images, None, deepest, &wanted, &NoHooks)?.taps
             }
         };
@@ -118,13 +118,13 @@ impl Trainable for SnowNet {
         let pooled = pooled_maps(&selections, &taps)?;
         let k = self.pools.first().map_or(0, |p| p.k);
         let fusion = Fusion { pooled: &pooled, merge: &self.merge, k };
-        self.delta.forward_with(&images, None, "logits", true, &fusion)
+        self.delta.forward_with(&images, None, LOGITS_TAP, true, &fusion)
     }
 
     fn eval_logits(&self, x: &Tensor) -> Result<Tensor> {
         let (images, taps) = self.data()?.batch(x)?;
         let fusions = eval_fusions(&self.merge, &self.eval_selections()?)?;
-        self.delta.eval_with(&images, None, "logits", &EvalFusionHooks { fusions: &fusions, taps: &taps })
+        self.delta.eval_with(&images, None, LOGITS_TAP, &EvalFusionHooks { fusions: &fusions, taps: &taps })
     }
 
     fn after_step(&mut self) -> Result<()> {

@@ -27,7 +27,10 @@ fn expected(k: usize) -> fn(&Source, &Task) -> usize {
 
 #[test]
 fn snow_conforms() {
-    check(&Case { method: "snow", config: json!({ "k": 4, "train": { "epochs": 2, "batch_size": 16 } }), expected_trainable: expected(4) });
+    check(&Case { method: "snow", config: json!({ "k": 4, "train": { "epochs": 2, "batch_size": 16 } }), expected_trainable: expected(4),
+        // The delta net reads the three stage outputs.
+        expected_interconnections: 3,
+    });
 }
 
 #[test]
@@ -36,6 +39,7 @@ fn snow_without_noise_conforms() {
         method: "snow",
         config: json!({ "k": 2, "noise_var": 0.0, "train": { "epochs": 1, "batch_size": 16 } }),
         expected_trainable: expected(2),
+        expected_interconnections: 3,
     });
 }
 

@@ -3,7 +3,7 @@
 
 use candle_core::Tensor;
 use graft_core::pretrain::WholeNet;
-use graft_core::{Backbone, BackboneSpec, Footprint, ParamMap, Result, TaskModel, Trainable};
+use graft_core::{Attachments, Backbone, BackboneSpec, Footprint, ParamMap, Result, TaskModel, Trainable};
 use std::collections::BTreeMap;
 
 /// Registered name.
@@ -81,10 +81,14 @@ impl TaskModel for TliModel {
         Footprint {
             trainable_params: self.net.tuned.vars().num_params(),
             stored_bytes,
-            // Nothing frozen is used: the student is a network of its own.
-            interconnections: 0,
+            interconnections: self.attachments().count(),
             flops_per_image: student.flops_per_image(),
         }
+    }
+
+    /// None: the student is a network of its own, trained whole.
+    fn attachments(&self) -> Attachments {
+        Attachments::none()
     }
 
     fn delta_tensors(&self) -> Result<ParamMap> {

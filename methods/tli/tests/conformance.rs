@@ -28,7 +28,7 @@ fn the_hand_count_is_the_structure_count() {
 
 #[test]
 fn tli_conforms() {
-    check(&Case { method: "tli", config: json!({ "student": "wrn-10-1", "train": { "epochs": 2, "batch_size": 16 } }), expected_trainable: wrn_10_1_params });
+    check(&Case { method: "tli", config: json!({ "student": "wrn-10-1", "train": { "epochs": 2, "batch_size": 16 } }), expected_trainable: wrn_10_1_params, expected_interconnections: 0 });
 }
 
 #[test]
@@ -37,11 +37,13 @@ fn tli_with_kaiming_and_blended_injection_conforms() {
         method: "tli",
         config: json!({ "student": "wrn-10-1", "init": "kaiming", "train": { "epochs": 1, "batch_size": 16 } }),
         expected_trainable: wrn_10_1_params,
+        expected_interconnections: 0,
     });
     check(&Case {
         method: "tli",
         config: json!({ "student": "wrn-10-1", "blend_top": 3, "lambda": 0.5, "train": { "epochs": 1, "batch_size": 16 } }),
         expected_trainable: wrn_10_1_params,
+        expected_interconnections: 0,
     });
 }
 
