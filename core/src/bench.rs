@@ -74,6 +74,8 @@ fn seconds_per_call(min_seconds: f64, mut f: impl FnMut() -> Result<()>) -> Resu
 pub fn run(cfg: &BenchConfig) -> Result<BenchResult> {
     let dev = Device::Cpu;
     let backbone = Backbone::init(cfg.spec.clone(), 0, &dev)?;
+    let what = format!("a training step of {} on a batch of {}", cfg.spec.id(), cfg.batch);
+    crate::memory::check_fits(&what, crate::memory::training_activation_bytes(backbone.structure(), cfg.batch), "--batch", None)?;
     let (c, h, w) = cfg.spec.input.shape();
     let mut rng = SeededRng::new(1);
     let x = rng.uniform((cfg.batch, c, h, w), 0.0, 1.0, &dev)?;

@@ -23,6 +23,10 @@ pub const KEY_VERSION: &str = "graft.version";
 pub const KEY_BACKBONE: &str = "graft.backbone";
 /// Metadata key of a source's provenance (JSON).
 pub const KEY_PROVENANCE: &str = "graft.provenance";
+/// Metadata key of the SHA-256 of a checkpoint's tensor data (everything after the header),
+/// written into every checkpoint graft saves and checked on every read, so damaged data is
+/// refused instead of used.
+pub const KEY_DATA_SHA256: &str = "graft.data_sha256";
 
 /// Lowercase hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -52,16 +56,46 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Serialises tensors and string metadata to safetensors bytes. The header lists metadata keys
-/// and tensors in sorted order, so the same content always gives the same bytes (and hash).
+/// Removes the temporary files that [`write_atomic`] left under `dir` (recursively) when its
+/// process was killed mid-write: `.<name>.<pid>.<n>.tmp` whose process no longer runs (checked
+/// through `/proc`; where that cannot be read nothing is removed). Returns the files removed.
+pub fn remove_stale_temp_files(dir: &Path) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    if !Path::new("/proc/self").exists() {
+        return removed;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else { return removed };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            removed.extend(remove_stale_temp_files(&path));
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().to_string();
+        let Some(stem) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else { continue };
+        let mut parts = stem.rsplitn(3, '.');
+        let (_unique, pid) = (parts.next(), parts.next().and_then(|p| p.parse::<u32>().ok()));
+        if let Some(pid) = pid {
+            if !Path::new(&format!("/proc/{pid}")).exists() && std::fs::remove_file(&path).is_ok() {
+                removed.push(path);
+            }
+        }
+    }
+    removed
+}
+
+/// Serialises tensors and string metadata to safetensors bytes, adding the data's SHA-256 under
+/// [`KEY_DATA_SHA256`]. The header lists metadata keys and tensors in sorted order, so the same
+/// content always gives the same bytes (and hash).
 pub fn to_safetensors_bytes(tensors: &ParamMap, metadata: &BTreeMap<String, String>) -> Result<Vec<u8>> {
+    serialize(tensors, metadata, true)
+}
+
+/// The safetensors bytes of `tensors` and `metadata`, with the data's SHA-256 added when
+/// `data_hash`.
+fn serialize(tensors: &ParamMap, metadata: &BTreeMap<String, String>, data_hash: bool) -> Result<Vec<u8>> {
     use safetensors::View;
     let mut header = serde_json::Map::new();
-    if !metadata.is_empty() {
-        let meta: serde_json::Map<String, serde_json::Value> =
-            metadata.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
-        header.insert("__metadata__".into(), serde_json::Value::Object(meta));
-    }
     let mut data = Vec::new();
     for (name, t) in tensors {
         let t = t.contiguous()?;
@@ -76,6 +110,14 @@ pub fn to_safetensors_bytes(tensors: &ParamMap, metadata: &BTreeMap<String, Stri
                 "data_offsets": [start, data.len()],
             }),
         );
+    }
+    let mut meta: serde_json::Map<String, serde_json::Value> =
+        metadata.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+    if data_hash {
+        meta.insert(KEY_DATA_SHA256.into(), serde_json::Value::String(sha256_hex(&data)));
+    }
+    if !meta.is_empty() {
+        header.insert("__metadata__".into(), serde_json::Value::Object(meta));
     }
     let mut header_bytes = serde_json::to_vec(&serde_json::Value::Object(header))
         .map_err(|e| GraftError::Data(format!("cannot serialise safetensors header: {e}")))?;
@@ -115,6 +157,22 @@ pub fn parse_safetensors(bytes: &[u8], path: &Path, device: &Device) -> Result<S
         .map_err(|e| GraftError::checkpoint(path, format!("unreadable header: {e}")))?;
     let metadata: BTreeMap<String, String> =
         header.metadata().clone().unwrap_or_default().into_iter().collect();
+    if let Some(recorded) = metadata.get(KEY_DATA_SHA256) {
+        // The header parsed, so its length prefix is valid and the data follows it.
+        let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+        let actual = sha256_hex(&bytes[8 + header_len..]);
+        if &actual != recorded {
+            return Err(GraftError::checkpoint(
+                path,
+                format!(
+                    "its tensor data is damaged: the data hashes to {} but the header recorded {} when it was written; \
+                     the file cannot be trusted — delete it and re-create it (pretrain the source or rerun the task again)",
+                    &actual[..12],
+                    &recorded[..12.min(recorded.len())]
+                ),
+            ));
+        }
+    }
     let mut tensors = ParamMap::new();
     for (name, view) in st.tensors() {
         let t = view
@@ -184,16 +242,17 @@ impl Source {
         Ok(meta)
     }
 
-    /// Wraps an in-memory backbone; its hash is that of the checkpoint it would be saved as.
+    /// Wraps an in-memory backbone. Its hash, the source's identity, is the SHA-256 of its
+    /// checkpoint without the data hash [`KEY_DATA_SHA256`] (so sources saved before checkpoints
+    /// carried one keep their identity, and their deltas keep loading).
     pub fn new(backbone: Backbone, provenance: Provenance) -> Result<Self> {
-        let bytes = to_safetensors_bytes(backbone.params(), &Self::metadata(&backbone, &provenance)?)?;
+        let bytes = serialize(backbone.params(), &Self::metadata(&backbone, &provenance)?, false)?;
         Ok(Self { backbone, hash: sha256_hex(&bytes), provenance })
     }
 
-    /// Saves the source checkpoint atomically.
+    /// Saves the source checkpoint atomically (with its data hash).
     pub fn save(&self, path: &Path) -> Result<()> {
-        let hash = write_safetensors(path, self.backbone.params(), &Self::metadata(&self.backbone, &self.provenance)?)?;
-        debug_assert_eq!(hash, self.hash);
+        write_safetensors(path, self.backbone.params(), &Self::metadata(&self.backbone, &self.provenance)?)?;
         Ok(())
     }
 
@@ -209,9 +268,18 @@ impl Source {
                 .map_err(|e| GraftError::checkpoint(path, format!("metadata '{KEY_PROVENANCE}' is invalid: {e}")))?,
             None => Provenance::default(),
         };
+        // The identity leaves out the data hash (checked on reading above): the bytes the
+        // checkpoint would have without it, which is the file itself for older checkpoints.
+        let hash = if file.metadata.contains_key(KEY_DATA_SHA256) {
+            let mut meta = file.metadata.clone();
+            meta.remove(KEY_DATA_SHA256);
+            sha256_hex(&serialize(&file.tensors, &meta, false)?)
+        } else {
+            file.hash
+        };
         let backbone = Backbone::from_params(spec, file.tensors, device)
             .map_err(|e| GraftError::checkpoint(path, e.to_string()))?;
-        Ok(Self { backbone, hash: file.hash, provenance })
+        Ok(Self { backbone, hash, provenance })
     }
 
     /// A short form of the hash for names and tables.

@@ -23,6 +23,9 @@ pub struct Case {
     pub config: serde_json::Value,
     /// The documented trainable-parameter count for this source and task.
     pub expected_trainable: fn(&Source, &Task) -> usize,
+    /// The documented stored bytes for this source and task, computed by the test from the
+    /// method's formula (not from the delta's tensors).
+    pub expected_stored_bytes: fn(&Source, &Task) -> usize,
     /// The interconnections counted by hand on [`tiny_source`] (resnet-cifar-8 width 4: convs
     /// `conv1`, `layer{1,2,3}.0.conv{1,2}`, `layer{2,3}.0.downsample.0` (9); BNs `bn1`,
     /// `layer{1,2,3}.0.bn{1,2}`, `layer{2,3}.0.downsample.1` (9); taps `stem`,
@@ -183,6 +186,7 @@ pub fn check(case: &Case) {
     // Footprint agrees with the delta and the documented formula.
     let fp = model.footprint();
     assert_eq!(fp.stored_bytes, delta.tensor_bytes(), "{m}: footprint.stored_bytes differs from the delta's bytes");
+    assert_eq!(fp.stored_bytes, (case.expected_stored_bytes)(&source, &task), "{m}: stored bytes differ from the documented formula");
     assert_eq!(fp.trainable_params, (case.expected_trainable)(&source, &task), "{m}: trainable params differ from the documented formula");
     assert!(fp.flops_per_image > 0, "{m}: FLOPs not reported");
     let attached: Vec<String> = model.attachments().iter().map(ToString::to_string).collect();

@@ -72,6 +72,18 @@ pub enum GraftError {
         loss: f32,
     },
 
+    /// Training diverged without a non-finite loss: the loss grew far past where it started, or a
+    /// weight became NaN or infinite.
+    #[error("training stopped: it diverged at epoch {epoch}, step {step}: {detail} (lower the learning rate)")]
+    Diverged {
+        /// Epoch (from 0) where it was noticed.
+        epoch: usize,
+        /// Step within the epoch (from 0).
+        step: usize,
+        /// What was seen.
+        detail: String,
+    },
+
     /// Data is malformed or inconsistent.
     #[error("data: {0}")]
     Data(String),
@@ -79,6 +91,10 @@ pub enum GraftError {
     /// A task model was used with a source it was not trained on, or with the wrong method.
     #[error("incompatible: {0}")]
     Incompatible(String),
+
+    /// A setting asks for more memory than the machine has; found before allocating.
+    #[error("too large: {0}")]
+    TooLarge(String),
 }
 
 impl GraftError {

@@ -17,6 +17,7 @@ pub mod features;
 pub mod init;
 pub mod kernels;
 pub mod kit;
+pub mod memory;
 pub mod method;
 pub mod optim;
 pub mod params;

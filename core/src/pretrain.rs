@@ -91,6 +91,9 @@ pub fn pretrain(spec: BackboneSpec, task: &Task, cfg: &TrainConfig, ctx: &mut Fi
     };
     let device = ctx.device.clone();
     let init = Backbone::init(spec.clone(), ctx.seed, &device)?;
+    let batch = cfg.batch_size.min(task.train.len());
+    let what = format!("pretraining {} with batches of {batch}", spec.id());
+    crate::memory::check_fits(&what, crate::memory::training_activation_bytes(init.structure(), batch), "train.batch_size", None)?;
     let mut net = WholeNet::new(&init, "")?;
     let report = net.fit(task, cfg, ctx, &format!("pretrain {}", spec.id()))?;
     let backbone = net.tuned.merged()?;

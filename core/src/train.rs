@@ -222,6 +222,23 @@ fn batch_of(x: &Tensor, y: &[u32], idx: &[usize], device: &Device) -> Result<(Te
 }
 
 /// Trains `model` on `train`, optimising `groups`, and evaluates on `val` after every epoch.
+/// A loss this many times the first step's (or 1, if that was smaller) counts as divergence.
+pub const DIVERGENCE_FACTOR: f32 = 1e3;
+
+/// The name of the first tensor of `state` holding a NaN or an infinity.
+fn first_non_finite(state: &ParamMap) -> Result<Option<String>> {
+    for (name, t) in state {
+        if t.dtype() != candle_core::DType::F32 {
+            continue;
+        }
+        let finite = t.flatten_all()?.to_vec1::<f32>()?.iter().all(|v| v.is_finite());
+        if !finite {
+            return Ok(Some(name.clone()));
+        }
+    }
+    Ok(None)
+}
+
 /// `label` names the run in the progress bar. A NaN or infinite loss stops with an error.
 pub fn train(
     model: &mut dyn Trainable,
@@ -286,6 +303,7 @@ pub fn train(
         Ok(())
     };
     curve_point(&*model, 0, 0, &mut curve_loss, ctx)?;
+    let mut first_loss: Option<f32> = None;
     for epoch in 0..cfg.epochs {
         let epoch_start = Instant::now();
         let order = rng.permutation(n);
@@ -301,6 +319,12 @@ pub fn train(
                 bar.abandon();
                 return Err(GraftError::NonFiniteLoss { epoch, step: b, loss: lv });
             }
+            let first = *first_loss.get_or_insert(lv);
+            if lv > DIVERGENCE_FACTOR * first.max(1.0) {
+                bar.abandon();
+                let detail = format!("the loss is {lv:e}, more than {DIVERGENCE_FACTOR:e} times the first step's {first:.4}");
+                return Err(GraftError::Diverged { epoch, step: b, detail });
+            }
             let grads = loss.backward()?;
             opt.step(&grads, factor)?;
             model.after_step()?;
@@ -312,6 +336,10 @@ pub fn train(
             if curve_val.is_some_and(|(every, _)| step % every == 0) {
                 curve_point(&*model, step, epoch, &mut curve_loss, ctx)?;
             }
+        }
+        if let Some(name) = first_non_finite(&model.state()?)? {
+            bar.abandon();
+            return Err(GraftError::Diverged { epoch, step: steps_per_epoch.saturating_sub(1), detail: format!("'{name}' holds a NaN or infinite value") });
         }
         let eval = |x: &Tensor| model.eval_logits(x);
         let val_acc = match val {

@@ -113,7 +113,9 @@ fn source_round_trip_is_exact() {
     assert_same_params(src.backbone.params(), back.backbone.params());
     assert_eq!(back.backbone.spec(), src.backbone.spec());
     assert_eq!(back.provenance, src.provenance);
-    assert_eq!(back.hash, checkpoint::sha256_hex(&std::fs::read(&path).unwrap()), "hash is the file's SHA-256");
+    // The identity is the checkpoint's hash without its data hash: Source::new's, not the file's.
+    assert_eq!(back.hash, src.hash, "the loaded source has another identity");
+    assert_ne!(back.hash, checkpoint::sha256_hex(&std::fs::read(&path).unwrap()), "the file carries its data hash too");
     assert_eq!(back.hash.len(), 64);
     assert_eq!(back.short_hash(), &back.hash[..12]);
     // Same logits, bit for bit.
@@ -455,4 +457,38 @@ fn concurrent_writes_to_one_path_stay_atomic() {
     let bytes = std::fs::read(&path).unwrap();
     assert_eq!(bytes.len(), len, "the file is not one complete write");
     assert!(bytes.iter().all(|b| *b == bytes[0]), "the file mixes two writes");
+}
+
+/// Flips one bit of the byte `from_end` bytes before the end of `path` (inside the tensor data).
+fn flip(path: &Path, from_end: usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let i = bytes.len() - from_end;
+    bytes[i] ^= 0x01;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn damaged_tensor_data_is_refused_naming_the_file_and_both_hashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let src_path = dir.path().join("src.safetensors");
+    let src = source(12);
+    src.save(&src_path).unwrap();
+    let data = std::fs::read(&src_path).unwrap();
+    let header_len = u64::from_le_bytes(data[..8].try_into().unwrap()) as usize;
+    let recorded = checkpoint::sha256_hex(&data[8 + header_len..]);
+    for from_end in [1, (data.len() - 8 - header_len) / 2, data.len() - 8 - header_len] {
+        std::fs::write(&src_path, &data).unwrap();
+        flip(&src_path, from_end);
+        let damaged = std::fs::read(&src_path).unwrap();
+        let actual = checkpoint::sha256_hex(&damaged[8 + header_len..]);
+        assert_checkpoint_err(&load_err(&src_path), &src_path, &["damaged", &actual[..12], &recorded[..12]]);
+    }
+
+    let delta_path = dir.path().join("task.safetensors");
+    delta(&src).save(&delta_path).unwrap();
+    flip(&delta_path, 3);
+    match Delta::load(&delta_path, &Device::Cpu) {
+        Ok(_) => panic!("a damaged delta loaded"),
+        Err(e) => assert_checkpoint_err(&e, &delta_path, &["damaged"]),
+    }
 }

@@ -474,3 +474,20 @@ fn a_method_supplied_loss_replaces_cross_entropy() {
     let on_labels = train::accuracy(&eval, Split { x: &x, y: &y }, 32).unwrap();
     assert!(on_targets > 0.9 && on_labels < 0.1, "targets {on_targets}, labels {on_labels}");
 }
+
+#[test]
+fn a_loss_that_grows_a_thousandfold_is_divergence_not_success() {
+    // Adam at lr 1e30 keeps every value finite but sends the loss to ~1e29: recorded as a
+    // finished run before, now stopped.
+    let (x, y) = blobs(50, 1);
+    let c = TrainConfig { lr: 1e30, weight_decay: 0.0, schedule: Schedule::Constant, ..cfg(OptimizerKind::Adam, 1.0) };
+    let mut model = Linear::new(5);
+    let groups = model.groups(&c);
+    let e = train::train(&mut model, groups, Split { x: &x, y: &y }, None, &c, &mut FitContext::new(Device::Cpu, 4), "adam")
+        .unwrap_err();
+    match &e {
+        GraftError::Diverged { detail, .. } => assert!(detail.contains("times the first step's"), "{e}"),
+        other => panic!("expected Diverged, got {other:?}"),
+    }
+    assert!(e.to_string().contains("lower the learning rate"), "{e}");
+}

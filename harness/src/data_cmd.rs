@@ -1,6 +1,6 @@
 //! `graft data fetch` and `graft data status`.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use graft_datasets::DatasetName;
 use std::path::Path;
 
@@ -27,12 +27,27 @@ pub fn fetch(names: &[String], data_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Prints, for every dataset, whether it is present and where.
+/// Prints, for every dataset, whether it is present and where; a present one is loaded in full,
+/// so a damaged file is reported as such. Fails when any dataset is missing or damaged.
 pub fn status(data_dir: &Path) -> Result<()> {
     println!("data directory: {}", data_dir.display());
-    let st = graft_datasets::status(data_dir);
-    for s in &st {
-        println!("{s}");
+    let mut unusable = Vec::new();
+    for s in graft_datasets::status(data_dir) {
+        if !s.present() {
+            println!("{s}");
+            unusable.push(format!("{} is missing", s.dataset.key()));
+            continue;
+        }
+        match graft_datasets::Dataset::load(s.dataset, data_dir) {
+            Ok(_) => println!("{s}"),
+            Err(e) => {
+                println!("{:<14} DAMAGED  {e:#}", s.dataset.key());
+                unusable.push(format!("{} cannot be read", s.dataset.key()));
+            }
+        }
+    }
+    if !unusable.is_empty() {
+        bail!("{}; run `graft data fetch` (delete a damaged dataset's files first)", unusable.join(", "));
     }
     Ok(())
 }

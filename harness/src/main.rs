@@ -7,6 +7,7 @@ mod bench_cmd;
 mod cli;
 mod data_cmd;
 mod list;
+mod lock;
 mod poe_cmd;
 mod pretrain_cmd;
 mod report;

@@ -415,6 +415,7 @@ pub(crate) mod tests {
             reload_max_abs_diff: Some(0.0),
             reload_error: None,
             delta_path: "d".into(),
+            settings_fingerprint: None,
             graft_version: "0.1.0".into(),
             git_commit: None,
             timestamp: 0,

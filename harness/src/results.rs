@@ -70,14 +70,38 @@ pub struct RunRecord {
     /// Why the reload failed, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reload_error: Option<String>,
-    /// Where the delta was saved.
+    /// Where the delta was saved, relative to the results file's folder (so a results folder can
+    /// be moved or copied whole); records written before that hold a path relative to the
+    /// working directory ([`RunRecord::delta_file`] reads both).
     pub delta_path: PathBuf,
+    /// The grid entry's source-and-task settings fingerprint (absent in records written before
+    /// it was recorded, which resume cannot check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings_fingerprint: Option<String>,
     /// graft version of the binary.
     pub graft_version: String,
     /// `git rev-parse HEAD` of the sources, when available.
     pub git_commit: Option<String>,
     /// Seconds since the Unix epoch when the run finished.
     pub timestamp: u64,
+}
+
+impl RunRecord {
+    /// The delta's file for a record read from `results` (the JSONL file): `delta_path` under the
+    /// results file's folder; for records that hold a path relative to the working directory
+    /// (written before paths were made relative to the results file) that path when only it
+    /// exists.
+    pub fn delta_file(&self, results: &Path) -> PathBuf {
+        if self.delta_path.is_absolute() {
+            return self.delta_path.clone();
+        }
+        let dir = results.parent().unwrap_or_else(|| Path::new(""));
+        let beside = dir.join(&self.delta_path);
+        if !beside.exists() && self.delta_path.exists() {
+            return self.delta_path.clone();
+        }
+        beside
+    }
 }
 
 /// A line of a results file that could not be read.
@@ -105,22 +129,59 @@ pub fn read(path: &Path) -> Result<ResultsFile> {
     Ok(ResultsFile { records, bad_lines })
 }
 
+/// A record of a JSON-lines results file: its key, and what a line must satisfy beyond parsing.
+pub trait Record: DeserializeOwned {
+    /// The record's unique key in its file.
+    fn key(&self) -> &str;
+    /// Why the record cannot be right (an accuracy outside [0, 1], say), if it cannot.
+    fn check(&self) -> std::result::Result<(), String>;
+}
+
+/// Checks that accuracy `name` is a number in [0, 1].
+pub fn check_accuracy(name: &str, value: f32) -> std::result::Result<(), String> {
+    if (0.0..=1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(format!("{name} is {value}, not a fraction in [0, 1]"))
+    }
+}
+
+impl Record for RunRecord {
+    fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn check(&self) -> std::result::Result<(), String> {
+        check_accuracy("test_accuracy", self.test_accuracy)?;
+        self.best_val_accuracy.map_or(Ok(()), |a| check_accuracy("best_val_accuracy", a))
+    }
+}
+
 /// The records of type `T` of a JSON-lines file (a missing file has none) and the lines that
-/// do not parse as one.
-pub fn read_lines<T: DeserializeOwned>(path: &Path) -> Result<(Vec<T>, Vec<BadLine>)> {
+/// are skipped: those that do not parse as one, fail its check, or repeat an earlier line's key
+/// (the first is kept, as resuming found it).
+pub fn read_lines<T: Record>(path: &Path) -> Result<(Vec<T>, Vec<BadLine>)> {
     let text = match std::fs::read(path) {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
         Err(e) => return Err(e).with_context(|| format!("cannot read results {}", path.display())),
     };
     let (mut records, mut bad) = (Vec::new(), Vec::new());
+    let mut first_line: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str::<T>(line) {
-            Ok(r) => records.push(r),
-            Err(e) => bad.push(BadLine { line: i + 1, error: e.to_string() }),
+        let record = serde_json::from_str::<T>(line).map_err(|e| e.to_string()).and_then(|r: T| r.check().map(|_| r));
+        match record {
+            Ok(r) => match first_line.get(r.key()) {
+                Some(first) => bad.push(BadLine { line: i + 1, error: format!("repeats key '{}' of line {first}; the first is kept", r.key()) }),
+                None => {
+                    first_line.insert(r.key().to_string(), i + 1);
+                    records.push(r);
+                }
+            },
+            Err(e) => bad.push(BadLine { line: i + 1, error: e }),
         }
     }
     Ok((records, bad))
@@ -134,7 +195,7 @@ pub fn read_reporting(path: &Path) -> Result<ResultsFile> {
 }
 
 /// [`read_lines`], printing a warning for every skipped line.
-pub fn read_lines_reporting<T: DeserializeOwned>(path: &Path) -> Result<(Vec<T>, Vec<BadLine>)> {
+pub fn read_lines_reporting<T: Record>(path: &Path) -> Result<(Vec<T>, Vec<BadLine>)> {
     let (records, bad_lines) = read_lines(path)?;
     warn_bad_lines(path, &bad_lines);
     Ok((records, bad_lines))
@@ -236,6 +297,7 @@ mod tests {
             reload_max_abs_diff: Some(0.0),
             reload_error: None,
             delta_path: "d".into(),
+            settings_fingerprint: None,
             graft_version: "0".into(),
             git_commit: None,
             timestamp: 1,
@@ -265,6 +327,29 @@ mod tests {
             ["a", "c"]
         );
         assert_eq!(f.bad_lines.len(), 1);
+    }
+
+    #[test]
+    fn an_impossible_accuracy_and_a_repeated_key_are_skipped_by_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        let mut w = ResultsWriter::open(&path).unwrap();
+        w.append(&record("a")).unwrap();
+        w.append(&RunRecord { test_accuracy: 7.5, ..record("b") }).unwrap();
+        w.append(&RunRecord { test_accuracy: 0.25, ..record("a") }).unwrap();
+        w.append(&RunRecord { best_val_accuracy: Some(-0.1), ..record("c") }).unwrap();
+        drop(w);
+        let f = read(&path).unwrap();
+        assert_eq!(f.records.iter().map(|r| (r.key.as_str(), r.test_accuracy)).collect::<Vec<_>>(), [("a", 0.5)]);
+        let errors: Vec<(usize, &str)> = f.bad_lines.iter().map(|b| (b.line, b.error.as_str())).collect();
+        assert_eq!(
+            errors,
+            [
+                (2, "test_accuracy is 7.5, not a fraction in [0, 1]"),
+                (3, "repeats key 'a' of line 1; the first is kept"),
+                (4, "best_val_accuracy is -0.1, not a fraction in [0, 1]"),
+            ]
+        );
     }
 
     #[test]

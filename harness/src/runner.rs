@@ -1,6 +1,7 @@
 //! Running a suite: the grid (sources × tasks × methods × seeds), sharding, resume, the source
 //! cache, and one fit → evaluate → save → reload-check → record cycle per run.
 
+use crate::lock::ResultsLock;
 use crate::results::{self, ResultsWriter, RunRecord};
 use crate::sequence::{sequences_path, step_key, SequenceRecord, TaskAccuracy};
 use crate::suite::{SourceEntry, Suite};
@@ -11,7 +12,7 @@ use graft_core::train::{accuracy, CurvePoint, EpochMetrics, Split};
 use graft_core::{Delta, FitContext, Source, Task, TaskModel};
 use graft_datasets::{Dataset, DatasetName, TaskSpec};
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -88,6 +89,10 @@ pub struct GridEntry {
     pub config_hash: String,
     /// Unique run key.
     pub key: String,
+    /// First 12 hex digits of the SHA-256 of the source entry and the task spec (canonical
+    /// JSON): recorded with the run and checked on resume, so editing a task's classes or
+    /// domain, or the source's training, under the same names cannot keep stale results.
+    pub settings_fingerprint: String,
 }
 
 /// The full grid of `suite`, in a fixed order (sharding relies on it).
@@ -106,6 +111,8 @@ pub fn grid(suite: &Suite) -> Result<Vec<GridEntry>> {
             if !task.uses_source(&source.name) {
                 continue;
             }
+            let settings = serde_json::json!({ "source": json_of(source), "task": json_of(&task.spec) });
+            let settings_fingerprint = sha256_hex(canonical_json(&settings).as_bytes())[..12].to_string();
             for method in &suite.methods {
                 let (config, config_hash) = &configs[method.as_str()];
                 for &seed in &suite.seeds {
@@ -121,6 +128,7 @@ pub fn grid(suite: &Suite) -> Result<Vec<GridEntry>> {
                             "{}/{}/{method}/s{seed}/{config_hash}",
                             source.name, task.spec.name
                         ),
+                        settings_fingerprint: settings_fingerprint.clone(),
                     });
                 }
             }
@@ -217,6 +225,8 @@ struct Runner<'a> {
     sources: HashMap<usize, std::result::Result<Source, String>>,
     tasks: HashMap<(usize, (usize, usize, usize)), BuiltTask>,
     git_commit: Option<String>,
+    /// Source name → the source hashes the recorded runs were made with.
+    recorded_hashes: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// Runs `suite` with `opts`: skips recorded runs, pretrains or reuses sources, appends one line
@@ -224,6 +234,8 @@ struct Runner<'a> {
 /// call fails only on errors that stop everything (results file, source cache mismatch).
 pub fn run_suite(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
     let all = grid(suite)?;
+    // Held until the run ends: a second whole-suite run on this file stops here.
+    let _lock = ResultsLock::acquire(&opts.results, opts.shard.is_some())?;
     match &suite.description {
         Some(d) => println!("suite {}: {d}", suite.name),
         None => println!("suite {}", suite.name),
@@ -243,9 +255,32 @@ pub fn run_suite(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
         );
     }
 
+    let folder = opts.results.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let stale = ["sources", "deltas"].iter().flat_map(|d| graft_core::checkpoint::remove_stale_temp_files(&folder.join(d)));
+    for tmp in stale.collect::<Vec<_>>() {
+        println!("removed {} (left by an interrupted run)", tmp.display());
+    }
     let existing = results::read_reporting(&opts.results)?;
     let mut finished: Vec<RunRecord> = existing.records.clone();
     let done: BTreeSet<&str> = existing.records.iter().map(|r| r.key.as_str()).collect();
+    let stale: Vec<String> = all
+        .iter()
+        .filter_map(|e| {
+            let r = existing.records.iter().find(|r| r.key == e.key)?;
+            let recorded = r.settings_fingerprint.as_deref()?;
+            (recorded != e.settings_fingerprint).then(|| format!("{} (recorded with settings {recorded}, the suite now gives {})", e.key, e.settings_fingerprint))
+        })
+        .collect();
+    if !stale.is_empty() {
+        bail!(
+            "{} holds runs made with other source or task settings than suite {} now gives (a task's classes, domain or \
+             sizes, or the source's training, were edited under the same names):\n  - {}\nuse a new results file, give the \
+             edited task or source a new name, or delete those lines to run them again",
+            opts.results.display(),
+            suite.origin,
+            stale.join("\n  - ")
+        );
+    }
     let mut summary = RunSummary::default();
     let mut pending = Vec::new();
     for e in selected {
@@ -280,10 +315,14 @@ pub fn run_suite(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
         sources: HashMap::new(),
         tasks: HashMap::new(),
         git_commit: git_commit(),
+        recorded_hashes: recorded_source_hashes(&finished),
     };
 
-    // Sources first: a stale cache stops everything before any training.
-    let needed: BTreeSet<usize> = pending.iter().map(|e| e.source).collect();
+    // Sources first: a stale cache stops everything before any training (or any sequence
+    // evaluation, which reloads deltas onto the cached sources).
+    let evaluates_sequences = !suite.sequences.is_empty() && opts.shard.is_none();
+    let needed: BTreeSet<usize> =
+        pending.iter().map(|e| e.source).chain(all.iter().filter(|_| evaluates_sequences).map(|e| e.source)).collect();
     for &si in &needed {
         runner.check_cached_source(si)?;
     }
@@ -416,7 +455,7 @@ impl Runner<'_> {
             self.task(e.task, input).map_err(|m| anyhow!(m))?;
             let source = self.sources[&e.source].as_ref().map_err(|m| anyhow!(m.clone()))?;
             let (task, test_x) = self.tasks[&(e.task, input)].as_ref().map_err(|m| anyhow!(m.clone()))?;
-            let model = graft_core::registry::load_task_model(source, &run.delta_path, &self.device)
+            let model = graft_core::registry::load_task_model(source, &run.delta_file(&self.opts.results), &self.device)
                 .with_context(|| format!("reloading the delta of '{}'", run.key))?;
             let logits = logits_of(model.as_ref(), test_x)?;
             let preds = graft_core::backbone::argmax(&logits)?;
@@ -483,17 +522,24 @@ impl Runner<'_> {
             )
         })?;
         let mut diffs = source_mismatch(entry, &source);
+        if let Some(recorded) = self.recorded_hashes.get(&entry.name).filter(|h| !h.contains(&source.hash)) {
+            let short: Vec<&str> = recorded.iter().map(|h| &h[..12.min(h.len())]).collect();
+            diffs.push(format!(
+                "its content hashes to {} but the runs recorded in {} were made with {} (the file was damaged or replaced)",
+                source.short_hash(),
+                self.opts.results.display(),
+                short.join(", ")
+            ));
+        }
         match std::fs::read_to_string(&sidecar) {
             Ok(text) => match serde_json::from_str::<SourceEntry>(&text) {
                 Ok(stored) => diffs.extend(entry_differences(&stored, entry)),
                 Err(e) => diffs.push(format!("{} cannot be read ({e})", sidecar.display())),
             },
-            Err(_) => eprintln!(
-                "warning: source '{}': {} has no {} (pretraining settings unchecked)",
-                entry.name,
-                path.display(),
+            Err(_) => diffs.push(format!(
+                "its settings file {} is missing, so the settings it was pretrained with cannot be checked",
                 sidecar.display()
-            ),
+            )),
         }
         if !diffs.is_empty() {
             bail!(
@@ -518,8 +564,15 @@ impl Runner<'_> {
         Ok(())
     }
 
-    /// The source of entry `si`: cached, or pretrained now and saved with its sidecar.
+    /// The source of entry `si`: cached (loaded and checked against the suite by
+    /// [`Runner::check_cached_source`], never overwritten), or pretrained now and saved with its
+    /// sidecar when no checkpoint exists.
     fn source(&mut self, si: usize) -> std::result::Result<&Source, String> {
+        if !self.sources.contains_key(&si) {
+            if let Err(e) = self.check_cached_source(si) {
+                self.sources.insert(si, Err(format!("{e:#}")));
+            }
+        }
         if !self.sources.contains_key(&si) {
             let r = self.pretrain_source(si).map_err(|e| {
                 format!(
@@ -552,11 +605,13 @@ impl Runner<'_> {
             &entry.train,
             &mut ctx,
         )?;
-        // The saved bytes are deterministic, so the in-memory hash is the file's hash.
-        source.save(&path)?;
+        // The settings first: a kill between the two writes leaves settings without a checkpoint
+        // (pretrained again on resume), never a checkpoint without its settings (refused).
         let sidecar_json =
             serde_json::to_string_pretty(&entry).context("source entry serialises")?;
         write_atomic(&sidecar, sidecar_json.as_bytes())?;
+        // The saved bytes are deterministic, so the in-memory hash is the file's hash.
+        source.save(&path)?;
         println!(
             "source {}: test acc {:.4}, {} params, {} FLOPs/img, {:.1}s, hash {} -> {}",
             entry.name,
@@ -651,10 +706,9 @@ impl Runner<'_> {
         )?;
         let logits = Tensor::cat(&chunks.into_inner(), 0)?;
 
-        let delta_path = self
-            .results_dir
-            .join("deltas")
-            .join(format!("{}.safetensors", entry.key));
+        // Recorded relative to the results file's folder, so the folder can be moved whole.
+        let delta_rel = PathBuf::from("deltas").join(format!("{}.safetensors", entry.key));
+        let delta_path = self.results_dir.join(&delta_rel);
         model
             .save(&delta_path)
             .with_context(|| format!("saving the delta to {}", delta_path.display()))?;
@@ -696,7 +750,8 @@ impl Runner<'_> {
             reload_identical,
             reload_max_abs_diff,
             reload_error,
-            delta_path,
+            delta_path: delta_rel,
+            settings_fingerprint: Some(entry.settings_fingerprint.clone()),
             graft_version: GRAFT_VERSION.to_string(),
             git_commit: self.git_commit.clone(),
             timestamp: now_secs(),
@@ -757,6 +812,15 @@ fn json_of<T: serde::Serialize>(v: &T) -> serde_json::Value {
         .ok()
         .and_then(|s| serde_json::from_str(&s).ok())
         .unwrap_or(serde_json::Value::Null)
+}
+
+/// Source name → the hashes of the sources that the recorded runs were made with.
+fn recorded_source_hashes(records: &[RunRecord]) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for r in records {
+        out.entry(r.source.clone()).or_default().insert(r.source_hash.clone());
+    }
+    out
 }
 
 /// The settings that differ between the source entry a checkpoint was pretrained with (`stored`)

@@ -51,6 +51,17 @@ pub struct SequenceRecord {
     pub timestamp: u64,
 }
 
+
+impl crate::results::Record for SequenceRecord {
+    fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn check(&self) -> std::result::Result<(), String> {
+        self.accuracies.iter().try_for_each(|a| crate::results::check_accuracy(&format!("accuracy of {}", a.task), a.test_accuracy))
+    }
+}
+
 /// The sequences file next to a results file: `results/x.jsonl` → `results/x.sequences.jsonl`.
 pub fn sequences_path(results: &Path) -> PathBuf {
     results.with_extension("sequences.jsonl")

@@ -186,6 +186,10 @@ impl Suite {
         let raw: RawSuite =
             toml::from_str(text).map_err(|e| anyhow::anyhow!("suite {origin}: {e}"))?;
         let err = |msg: String| anyhow::anyhow!("suite {origin}: {msg}");
+        let document: toml::Value = toml::from_str(text).map_err(|e| anyhow::anyhow!("suite {origin}: {e}"))?;
+        if let Some((key, v)) = first_non_finite("", &document) {
+            return Err(err(format!("`{key}` is {v}: every number in a suite must be finite")));
+        }
 
         let mut tasks = Vec::with_capacity(raw.tasks.len());
         for (i, mut table) in raw.tasks.into_iter().enumerate() {
@@ -370,6 +374,18 @@ impl Suite {
     }
 }
 
+/// The dotted key and value of the first NaN or infinite float in `v` (TOML accepts `nan` and
+/// `inf`, which JSON cannot hold).
+fn first_non_finite(path: &str, v: &toml::Value) -> Option<(String, f64)> {
+    let join = |k: &str| if path.is_empty() { k.to_string() } else { format!("{path}.{k}") };
+    match v {
+        toml::Value::Float(f) if !f.is_finite() => Some((path.to_string(), *f)),
+        toml::Value::Table(t) => t.iter().find_map(|(k, v)| first_non_finite(&join(k), v)),
+        toml::Value::Array(a) => a.iter().enumerate().find_map(|(i, v)| first_non_finite(&format!("{path}[{i}]"), v)),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,6 +414,15 @@ sources = ["s"]
             .unwrap_err()
             .to_string();
         assert!(err.contains("x.toml") && err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn a_nan_or_infinite_number_is_named_by_its_key() {
+        let text = format!("{BASE}[method_configs.linear-probe]\ntrain = {{ lr = nan }}\n");
+        let err = Suite::parse(&text, "x.toml").unwrap_err().to_string();
+        assert!(err.contains("`method_configs.linear-probe.train.lr` is NaN") && err.contains("finite"), "{err}");
+        let err = Suite::parse(&BASE.replace("lr = 0.1", "lr = -inf"), "x.toml").unwrap_err().to_string();
+        assert!(err.contains("`sources[0].train.lr` is -inf"), "{err}");
     }
 
     #[test]

