@@ -258,7 +258,14 @@ impl Source {
 
     /// Loads a source checkpoint, checking the spec and every tensor name, shape and dtype.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        let file = read_safetensors(path, device)?;
+        let bytes = std::fs::read(path).map_err(|e| GraftError::io(path, e))?;
+        Self::from_bytes(&bytes, path, device)
+    }
+
+    /// Reads a source checkpoint from memory, checked as [`Source::load`] checks a file; `path`
+    /// names it in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path, device: &Device) -> Result<Self> {
+        let file = parse_safetensors(bytes, path, device)?;
         require_kind(&file.metadata, "source", path)?;
         let spec_json = require_meta(&file.metadata, KEY_BACKBONE, path)?;
         let spec: BackboneSpec = serde_json::from_str(spec_json)

@@ -2,7 +2,7 @@
 //! (the fitted per-task delta).
 
 use crate::checkpoint::{
-    read_safetensors, require_kind, require_meta, write_safetensors, Source, GRAFT_VERSION, KEY_BACKBONE, KEY_KIND, KEY_VERSION,
+    parse_safetensors, require_kind, require_meta, write_safetensors, Source, GRAFT_VERSION, KEY_BACKBONE, KEY_KIND, KEY_VERSION,
 };
 use crate::backbone::BackboneSpec;
 use crate::error::{GraftError, Result};
@@ -209,7 +209,14 @@ impl Delta {
 
     /// Reads a delta file, checking that it is one and that its metadata is complete.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        let file = read_safetensors(path, device)?;
+        let bytes = std::fs::read(path).map_err(|e| GraftError::io(path, e))?;
+        Self::from_bytes(&bytes, path, device)
+    }
+
+    /// Reads a delta from memory, checked as [`Delta::load`] checks a file; `path` names it in
+    /// errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path, device: &Device) -> Result<Self> {
+        let file = parse_safetensors(bytes, path, device)?;
         require_kind(&file.metadata, "delta", path)?;
         let method = require_meta(&file.metadata, KEY_METHOD, path)?.to_string();
         let config = serde_json::from_str(require_meta(&file.metadata, KEY_CONFIG, path)?)

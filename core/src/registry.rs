@@ -110,18 +110,26 @@ pub fn default_config_json<C: MethodConfig>() -> serde_json::Value {
 /// Loads a saved task model: reads the delta, rebuilds its method from the stored config, checks
 /// the source hash, and restores the model.
 pub fn load_task_model(source: &Source, path: &Path, device: &Device) -> Result<Box<dyn TaskModel>> {
-    let delta = Delta::load(path, device)?;
+    restore_task_model(source, &Delta::load(path, device)?, path)
+}
+
+/// [`load_task_model`] for a delta already read (from `path`, named in errors).
+pub fn restore_task_model(source: &Source, delta: &Delta, path: &Path) -> Result<Box<dyn TaskModel>> {
     let method = build(&delta.method, Some(&delta.config))
         .map_err(|e| GraftError::checkpoint(path, format!("stored config cannot be used: {e}")))?;
     delta.check(source, method.name())?;
-    method.load(source, &delta)
+    method.load(source, delta)
 }
 
 /// Loads a saved task model that needs no source (its delta says `needs_source = false`, e.g. a
 /// TLI student): reads the delta, rebuilds its method and restores the model on its own. A delta
 /// that needs its source is refused with a message saying to use [`load_task_model`].
 pub fn load_standalone(path: &Path, device: &Device) -> Result<Box<dyn TaskModel>> {
-    let delta = Delta::load(path, device)?;
+    restore_standalone(&Delta::load(path, device)?, path)
+}
+
+/// [`load_standalone`] for a delta already read (from `path`, named in errors).
+pub fn restore_standalone(delta: &Delta, path: &Path) -> Result<Box<dyn TaskModel>> {
     if delta.needs_source {
         return Err(GraftError::checkpoint(
             path,
@@ -130,7 +138,7 @@ pub fn load_standalone(path: &Path, device: &Device) -> Result<Box<dyn TaskModel
     }
     let method = build(&delta.method, Some(&delta.config))
         .map_err(|e| GraftError::checkpoint(path, format!("stored config cannot be used: {e}")))?;
-    method.load_standalone(&delta)
+    method.load_standalone(delta)
 }
 
 #[cfg(test)]

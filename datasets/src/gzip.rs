@@ -24,3 +24,15 @@ pub fn maybe_gunzip<'a>(bytes: &'a [u8], name: &str) -> Result<Cow<'a, [u8]>> {
         })?;
     Ok(Cow::Owned(out))
 }
+
+/// Decompresses the gzip stream `bytes`, stopping after `limit` bytes of output: a stream that
+/// inflates further (a decompression bomb, or data past what a header declared) costs no more
+/// memory than `limit`. `name` is used in the error when the stream is corrupt or truncated.
+pub fn gunzip_at_most(bytes: &[u8], name: &str, limit: usize) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(limit.min(bytes.len().saturating_mul(4)));
+    flate2::read::MultiGzDecoder::new(bytes)
+        .take(limit as u64)
+        .read_to_end(&mut out)
+        .map_err(|source| DatasetError::Gzip { file: name.to_string(), source })?;
+    Ok(out)
+}

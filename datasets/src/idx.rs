@@ -5,7 +5,8 @@
 //! header exactly; errors name the file and the expected and actual magic or byte counts.
 
 use crate::error::{DatasetError, Result};
-use crate::gzip::maybe_gunzip;
+use crate::gzip::{gunzip_at_most, is_gzip};
+use std::borrow::Cow;
 use std::io::Write;
 use std::path::Path;
 
@@ -14,6 +15,10 @@ pub const IDX_IMAGES_MAGIC: u32 = 0x0000_0803;
 
 /// Magic number of an IDX file of unsigned-byte labels (1 dimension: count).
 pub const IDX_LABELS_MAGIC: u32 = 0x0000_0801;
+
+/// The largest IDX file graft reads (decompressed): 4 GiB, 80 times Fashion-MNIST's training
+/// set. A header that declares more is refused before anything is allocated.
+pub const MAX_IDX_BYTES: usize = 1 << 32;
 
 /// Unsigned-byte images read from an IDX file, row-major, image after image.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,73 +77,96 @@ fn check_header(
     Ok(())
 }
 
-/// Parses IDX images from bytes (gzip or plain). `name` is used in error messages.
-pub fn parse_idx_images(bytes: &[u8], name: &str) -> Result<IdxImages> {
-    let bytes = maybe_gunzip(bytes, name)?;
-    check_header(
-        &bytes,
-        name,
-        IDX_IMAGES_MAGIC,
-        16,
-        "unsigned-byte images, 3 dimensions",
-    )?;
-    let count = be_u32(&bytes, 4) as usize;
-    let rows = be_u32(&bytes, 8) as usize;
-    let cols = be_u32(&bytes, 12) as usize;
+/// The bytes of an IDX file, decompressed when gzip. A gzip stream is read no further than one
+/// byte past the length its header declares (`declared_len` of the first `header` bytes), so a
+/// header claiming more than the file holds, or a stream that inflates without bound, allocates
+/// no more than the data itself.
+fn decompressed<'a>(
+    bytes: &'a [u8],
+    name: &str,
+    header: usize,
+    declared_len: impl Fn(&[u8]) -> Result<usize>,
+) -> Result<Cow<'a, [u8]>> {
+    if !is_gzip(bytes) {
+        return Ok(Cow::Borrowed(bytes));
+    }
+    let head = gunzip_at_most(bytes, name, header)?;
+    if head.len() < header {
+        // Too short for a header: the caller's header check names the problem.
+        return Ok(Cow::Owned(head));
+    }
+    let len = declared_len(&head)?;
+    Ok(Cow::Owned(gunzip_at_most(bytes, name, len.saturating_add(1))?))
+}
+
+/// The length an IDX file must have by its header (`header` bytes + `items` of one byte each),
+/// refused when it overflows or exceeds [`MAX_IDX_BYTES`].
+fn declared_len(name: &str, header: usize, items: Option<usize>, dims: &str) -> Result<usize> {
+    let len = items.and_then(|n| n.checked_add(header)).ok_or_else(|| DatasetError::IdxHeader {
+        file: name.to_string(),
+        msg: format!("dimensions {dims} overflow"),
+    })?;
+    if len > MAX_IDX_BYTES {
+        return Err(DatasetError::IdxHeader {
+            file: name.to_string(),
+            msg: format!(
+                "the header declares {dims} = {len} bytes, more than the {MAX_IDX_BYTES} bytes graft reads; \
+                 the file is corrupt or not an image set"
+            ),
+        });
+    }
+    Ok(len)
+}
+
+/// An IDX images header: (count, rows, columns, the file's declared length).
+fn images_header(bytes: &[u8], name: &str) -> Result<(usize, usize, usize, usize)> {
+    check_header(bytes, name, IDX_IMAGES_MAGIC, 16, "unsigned-byte images, 3 dimensions")?;
+    let count = be_u32(bytes, 4) as usize;
+    let rows = be_u32(bytes, 8) as usize;
+    let cols = be_u32(bytes, 12) as usize;
     if rows == 0 || cols == 0 {
         return Err(DatasetError::IdxHeader {
             file: name.to_string(),
             msg: format!("images are {rows}x{cols}; both dimensions must be at least 1"),
         });
     }
-    let expected = count
-        .checked_mul(rows)
-        .and_then(|v| v.checked_mul(cols))
-        .and_then(|v| v.checked_add(16))
-        .ok_or_else(|| DatasetError::IdxHeader {
-            file: name.to_string(),
-            msg: format!("dimensions {count}x{rows}x{cols} overflow"),
-        })?;
+    let items = count.checked_mul(rows).and_then(|v| v.checked_mul(cols));
+    let len = declared_len(name, 16, items, &format!("{count}x{rows}x{cols}"))?;
+    Ok((count, rows, cols, len))
+}
+
+/// An IDX labels header: (count, the file's declared length).
+fn labels_header(bytes: &[u8], name: &str) -> Result<(usize, usize)> {
+    check_header(bytes, name, IDX_LABELS_MAGIC, 8, "unsigned-byte labels, 1 dimension")?;
+    let count = be_u32(bytes, 4) as usize;
+    Ok((count, declared_len(name, 8, Some(count), &format!("{count} labels"))?))
+}
+
+/// The error for a file whose length is not what its header declares.
+fn size_error(name: &str, expected: usize, actual: usize, gzip: bool, detail: String) -> DatasetError {
+    // A gzip stream is read one byte past the declared length at most.
+    let detail = if gzip && actual > expected { format!("{detail}; the data runs past it") } else { detail };
+    DatasetError::IdxSize { file: name.to_string(), expected, actual, detail }
+}
+
+/// Parses IDX images from bytes (gzip or plain). `name` is used in error messages.
+pub fn parse_idx_images(bytes: &[u8], name: &str) -> Result<IdxImages> {
+    let gzip = is_gzip(bytes);
+    let bytes = decompressed(bytes, name, 16, |head| images_header(head, name).map(|h| h.3))?;
+    let (count, rows, cols, expected) = images_header(&bytes, name)?;
     if bytes.len() != expected {
-        return Err(DatasetError::IdxSize {
-            file: name.to_string(),
-            expected,
-            actual: bytes.len(),
-            detail: format!("16-byte header + {count}x{rows}x{cols} pixels"),
-        });
+        return Err(size_error(name, expected, bytes.len(), gzip, format!("16-byte header + {count}x{rows}x{cols} pixels")));
     }
-    Ok(IdxImages {
-        count,
-        rows,
-        cols,
-        pixels: bytes[16..].to_vec(),
-    })
+    Ok(IdxImages { count, rows, cols, pixels: bytes[16..].to_vec() })
 }
 
 /// Parses IDX labels from bytes (gzip or plain). `name` is used in error messages.
 pub fn parse_idx_labels(bytes: &[u8], name: &str) -> Result<Vec<u8>> {
-    let bytes = maybe_gunzip(bytes, name)?;
-    check_header(
-        &bytes,
-        name,
-        IDX_LABELS_MAGIC,
-        8,
-        "unsigned-byte labels, 1 dimension",
-    )?;
-    let count = be_u32(&bytes, 4) as usize;
-    let expected = count
-        .checked_add(8)
-        .ok_or_else(|| DatasetError::IdxHeader {
-            file: name.to_string(),
-            msg: format!("label count {count} overflows"),
-        })?;
+    let gzip = is_gzip(bytes);
+    let bytes = decompressed(bytes, name, 8, |head| labels_header(head, name).map(|h| h.1))?;
+    let (count, expected) = labels_header(&bytes, name)?;
     if bytes.len() != expected {
-        return Err(DatasetError::IdxSize {
-            file: name.to_string(),
-            expected,
-            actual: bytes.len(),
-            detail: format!("8-byte header + {count} labels"),
-        });
+        return Err(size_error(name, expected, bytes.len(), gzip, format!("8-byte header + {count} labels")));
     }
     Ok(bytes[8..].to_vec())
 }
@@ -235,6 +263,46 @@ mod tests {
             assert_eq!(read_idx_images(&ip).unwrap(), images);
             assert_eq!(read_idx_labels(&lp).unwrap(), labels);
         }
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(bytes).unwrap();
+        enc.finish().unwrap()
+    }
+
+    #[test]
+    fn gzip_stream_is_not_inflated_past_the_declared_length() {
+        // One 2x2 image declared (20 bytes), then 64 MiB of zeros: a small file that would
+        // inflate to 64 MiB if read to its end.
+        let mut bytes = encode_idx_images(&IdxImages { count: 1, rows: 2, cols: 2, pixels: vec![1; 4] }).unwrap();
+        bytes.resize(20 + (64 << 20), 0);
+        let packed = gzip(&bytes);
+        assert!(packed.len() < 1 << 20, "{}", packed.len());
+        let err = parse_idx_images(&packed, "bomb-images").unwrap_err().to_string();
+        // Read one byte past the declared 20, no further.
+        assert!(err.contains("bomb-images") && err.contains("expected 20 bytes") && err.contains("found 21 bytes"), "{err}");
+        assert!(err.contains("runs past it"), "{err}");
+    }
+
+    #[test]
+    fn absurd_declared_sizes_are_refused_before_reading() {
+        // (2^32-1)^3 bytes overflow; 60000 images of 4096x4096 exceed the 4 GiB bound.
+        for (count, side, expect) in [(u32::MAX, u32::MAX, "overflow"), (60_000, 4_096, "more than the 4294967296 bytes")] {
+            let mut header = IDX_IMAGES_MAGIC.to_be_bytes().to_vec();
+            for d in [count, side, side] {
+                header.extend_from_slice(&d.to_be_bytes());
+            }
+            for bytes in [header.clone(), gzip(&header)] {
+                let err = parse_idx_images(&bytes, "huge-images").unwrap_err().to_string();
+                assert!(err.contains("huge-images") && err.contains(expect), "{err}");
+            }
+        }
+        let mut labels = IDX_LABELS_MAGIC.to_be_bytes().to_vec();
+        labels.extend_from_slice(&u32::MAX.to_be_bytes());
+        // 4 GiB - 1 labels + the 8-byte header: just past the bound.
+        let err = parse_idx_labels(&gzip(&labels), "huge-labels").unwrap_err().to_string();
+        assert!(err.contains("huge-labels") && err.contains("more than"), "{err}");
     }
 
     #[test]

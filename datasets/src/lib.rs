@@ -38,7 +38,7 @@ pub use fashion::{
     fashion_superclass_groups, load_fashion_mnist, Split, FASHION_CLASS_NAMES, FASHION_SUPERCLASSES,
 };
 pub use fetch::{fetch, FetchAction, FetchEntry, FetchReport};
-pub use gzip::{is_gzip, maybe_gunzip};
+pub use gzip::{gunzip_at_most, is_gzip, maybe_gunzip};
 pub use locate::{data_dir, locate, status, DataLocation, DatasetStatus};
 pub use mnist_json::load_mnist_json;
 pub use task::{Fit, LabelNoise, TaskSpec};

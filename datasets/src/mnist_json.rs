@@ -30,8 +30,9 @@ pub fn is_mnist_dir(dir: &Path) -> bool {
     (0..10).all(|d| mnist_json_file(dir, d).is_file())
 }
 
-/// Parses one digit file's bytes; `file` is used in errors.
-fn parse_digit_file(bytes: &[u8], file: &Path) -> Result<Vec<f32>> {
+/// Parses one digit file's bytes (`{"data": [...]}`, 784 values in [0, 1] per image); `file`
+/// is used in errors.
+pub fn parse_digit_file(bytes: &[u8], file: &Path) -> Result<Vec<f32>> {
     let parsed: DigitFile = serde_json::from_slice(bytes).map_err(|e| DatasetError::Json {
         file: file.to_path_buf(),
         msg: format!("expected an object {{\"data\": [numbers...]}}: {e}"),

@@ -3,7 +3,7 @@
 
 use crate::cli::BackbonesArgs;
 use crate::pretrain_cmd::{parse_arch, parse_input};
-use crate::runner::human_count;
+use crate::report::human_count;
 use anyhow::{Context, Result};
 use graft_core::backbone::{count_flops, count_params, Arch, BackboneSpec, InputSpec, Layer, UnitDef};
 use graft_core::Backbone;

@@ -10,13 +10,12 @@ mod list;
 mod lock;
 mod poe_cmd;
 mod pretrain_cmd;
-mod report;
-mod results;
 mod runner;
-mod sequence;
 mod serve_bench_cmd;
-mod suite;
 mod tli_cmd;
+
+// The file formats live in the library target.
+use graft_harness::{report, results, sequence, suite};
 
 // Method crates register themselves when linked; name each one here.
 use graft_adapters as _;

@@ -1,7 +1,7 @@
 //! `graft pretrain`: trains a source backbone from scratch on a dataset task and saves it.
 
 use crate::cli::{progress_enabled, ArchFlags, PretrainArgs};
-use crate::runner::human_count;
+use crate::report::human_count;
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use graft_core::backbone::{Arch, BackboneSpec, InputSpec};

@@ -2,7 +2,6 @@
 //! best mean accuracy in bold.
 
 use crate::results::RunRecord;
-use crate::runner::human_count;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
@@ -19,6 +18,20 @@ fn mean_std(xs: &[f64]) -> (f64, f64) {
         0.0
     };
     (mean, var.sqrt())
+}
+
+/// Human-readable count with k/M/G suffixes.
+pub fn human_count(n: f64) -> String {
+    let a = n.abs();
+    if a >= 1e9 {
+        format!("{:.2}G", n / 1e9)
+    } else if a >= 1e6 {
+        format!("{:.2}M", n / 1e6)
+    } else if a >= 1e4 {
+        format!("{:.1}k", n / 1e3)
+    } else {
+        format!("{n:.0}")
+    }
 }
 
 /// Bytes with B, KiB or MiB.
@@ -370,6 +383,13 @@ Method figures (mean over seeds).
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn human_counts() {
+        assert_eq!(human_count(650.0), "650");
+        assert_eq!(human_count(12_500.0), "12.5k");
+        assert_eq!(human_count(2_500_000.0), "2.50M");
+    }
     use graft_core::Footprint;
 
     /// A run record with 4 epochs of 0.25 s each and no validation accuracy.

@@ -158,14 +158,19 @@ impl Record for RunRecord {
 }
 
 /// The records of type `T` of a JSON-lines file (a missing file has none) and the lines that
-/// are skipped: those that do not parse as one, fail its check, or repeat an earlier line's key
-/// (the first is kept, as resuming found it).
+/// are skipped, as [`parse_lines`] reads them.
 pub fn read_lines<T: Record>(path: &Path) -> Result<(Vec<T>, Vec<BadLine>)> {
-    let text = match std::fs::read(path) {
-        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
-        Err(e) => return Err(e).with_context(|| format!("cannot read results {}", path.display())),
-    };
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(parse_lines(&String::from_utf8_lossy(&bytes))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((Vec::new(), Vec::new())),
+        Err(e) => Err(e).with_context(|| format!("cannot read results {}", path.display())),
+    }
+}
+
+/// The records of type `T` in JSON-lines `text` and the lines that are skipped: those that do
+/// not parse as one, fail its check, or repeat an earlier line's key (the first is kept, as
+/// resuming found it). Blank lines are ignored.
+pub fn parse_lines<T: Record>(text: &str) -> (Vec<T>, Vec<BadLine>) {
     let (mut records, mut bad) = (Vec::new(), Vec::new());
     let mut first_line: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for (i, line) in text.lines().enumerate() {
@@ -184,7 +189,7 @@ pub fn read_lines<T: Record>(path: &Path) -> Result<(Vec<T>, Vec<BadLine>)> {
             Err(e) => bad.push(BadLine { line: i + 1, error: e }),
         }
     }
-    Ok((records, bad))
+    (records, bad)
 }
 
 /// Reads a results file and prints a warning for every skipped line.

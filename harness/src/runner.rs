@@ -2,6 +2,7 @@
 //! cache, and one fit → evaluate → save → reload-check → record cycle per run.
 
 use crate::lock::ResultsLock;
+use crate::report::human_count;
 use crate::results::{self, ResultsWriter, RunRecord};
 use crate::sequence::{sequences_path, step_key, SequenceRecord, TaskAccuracy};
 use crate::suite::{SourceEntry, Suite};
@@ -197,20 +198,6 @@ fn now_secs() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-/// Human-readable count with k/M/G suffixes.
-pub fn human_count(n: f64) -> String {
-    let a = n.abs();
-    if a >= 1e9 {
-        format!("{:.2}G", n / 1e9)
-    } else if a >= 1e6 {
-        format!("{:.2}M", n / 1e6)
-    } else if a >= 1e4 {
-        format!("{:.1}k", n / 1e3)
-    } else {
-        format!("{n:.0}")
-    }
 }
 
 /// A built target task with its test images as one tensor, or why it could not be built.
@@ -958,12 +945,5 @@ mod tests {
     fn canonical_json_sorts_keys() {
         let v = serde_json::json!({"b": [1, {"d": 2, "c": "x"}], "a": null});
         assert_eq!(canonical_json(&v), r#"{"a":null,"b":[1,{"c":"x","d":2}]}"#);
-    }
-
-    #[test]
-    fn human_counts() {
-        assert_eq!(human_count(650.0), "650");
-        assert_eq!(human_count(12_500.0), "12.5k");
-        assert_eq!(human_count(2_500_000.0), "2.50M");
     }
 }
