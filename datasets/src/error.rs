@@ -114,6 +114,51 @@ pub enum DatasetError {
         msg: String,
     },
 
+    /// An image folder (torchvision's `ImageFolder` layout, `root/<class>/<images>`) is missing,
+    /// empty or inconsistent; `path` is the folder at fault.
+    #[error("image folder {}: {msg}", path.display())]
+    ImageFolder {
+        /// The root, split or class folder at fault.
+        path: PathBuf,
+        /// What is wrong and what was expected.
+        msg: String,
+    },
+
+    /// An image file could not be decoded, or its pixels cannot be used.
+    #[error("image {}: {msg}", path.display())]
+    Image {
+        /// The image file.
+        path: PathBuf,
+        /// What went wrong (the decoder's message when decoding failed).
+        msg: String,
+    },
+
+    /// The images of one image folder do not all have the same channels and size.
+    #[error("image {} is {}x{}x{} (channels x height x width) but {} is {}x{}x{}; every image must \
+        have the same size and channels (resizing to the backbone's input happens later; pass \
+        `channels` to convert grey and colour images to one channel count)",
+        file.display(), shape.0, shape.1, shape.2,
+        first.display(), first_shape.0, first_shape.1, first_shape.2)]
+    ImageShape {
+        /// The first file whose shape differs from the first image's.
+        file: PathBuf,
+        /// Its `(channels, height, width)`.
+        shape: (usize, usize, usize),
+        /// The first image read, which set the expected shape.
+        first: PathBuf,
+        /// The first image's `(channels, height, width)`.
+        first_shape: (usize, usize, usize),
+    },
+
+    /// A NumPy `.npy` file is malformed or holds an array graft cannot use.
+    #[error("NumPy file {file}: {msg}")]
+    Npy {
+        /// The file (or in-memory name).
+        file: String,
+        /// What was found and what was expected.
+        msg: String,
+    },
+
     /// A task spec is invalid or could not be built.
     #[error("task spec '{task}': {msg}")]
     Spec {

@@ -1,7 +1,9 @@
 //! graft-datasets: the data graft trains and evaluates on, and the tasks derived from it.
 //!
 //! * Loaders: the embedded UCI digits ([`load_digits`]), IDX files ([`idx`]) and Fashion-MNIST
-//!   ([`load_fashion_mnist`]), MNIST json files ([`load_mnist_json`]).
+//!   ([`load_fashion_mnist`]), MNIST json files ([`load_mnist_json`]), image folders in
+//!   torchvision's `ImageFolder` layout ([`load_image_folder`], [`read_image`]) and NumPy `.npy`
+//!   arrays ([`load_npy`], [`parse_npy`]).
 //! * Where data lives and how to install it: [`data_dir`], [`locate()`], [`status()`], [`fetch()`].
 //! * Task derivation ([`mod@derive`]): class subsets, superclasses, domains, resize/pad/channels,
 //!   sample limits, stratified splits, label noise.
@@ -19,10 +21,12 @@ pub mod digits;
 pub mod error;
 pub mod fashion;
 pub mod fetch;
+pub mod folder;
 mod gzip;
 pub mod idx;
 pub mod locate;
 pub mod mnist_json;
+pub mod npy;
 pub mod task;
 
 pub use catalog::DatasetName;
@@ -38,7 +42,12 @@ pub use fashion::{
     fashion_superclass_groups, load_fashion_mnist, Split, FASHION_CLASS_NAMES, FASHION_SUPERCLASSES,
 };
 pub use fetch::{fetch, FetchAction, FetchEntry, FetchReport};
+pub use folder::{load_image_folder, read_image, FolderDataset};
 pub use gzip::{gunzip_at_most, is_gzip, maybe_gunzip};
 pub use locate::{data_dir, locate, status, DataLocation, DatasetStatus};
 pub use mnist_json::load_mnist_json;
+pub use npy::{
+    load_npy, npy_images, npy_labels, parse_npy, parse_npy_header, read_npy, NpyArray, NpyData,
+    NpyDtype, NpyHeader, NpyImages,
+};
 pub use task::{Fit, LabelNoise, TaskSpec};
