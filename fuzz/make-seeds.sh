@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes the fuzz seed corpora in fuzz/seeds/<target>/ from real files: the first images and
-# labels of Fashion-MNIST's test set (plain and gzip), the first images of an MNIST JSON digit
+# labels of Fashion-MNIST's test set (IDX plain and gzip, and .npy), the first images of an MNIST JSON digit
 # file, the sources, deltas and results that `graft run` writes for fuzz/seed-suite.toml (every
 # method, a sequence), PyTorch state dicts of the core fixtures, and every suite in the repo.
 # Deterministic: the same commit gives the same seeds. Takes a few seconds after the build.
@@ -14,7 +14,7 @@ graft=$root/target/release/graft
 "$graft" --data-dir "$data" data fetch --dataset mnist --dataset fashion-mnist >/dev/null
 
 rm -rf "$seeds"
-mkdir -p "$seeds"/{idx,mnist_json,checkpoint,delta_restore,torch_import,suite,results}
+mkdir -p "$seeds"/{idx,npy,mnist_json,checkpoint,delta_restore,torch_import,suite,results}
 fashion=$(find /usr/share/datasets/fashion-mnist -name 't10k-images-idx3-ubyte*' | head -1)
 python3 - "$fashion" "${fashion/images-idx3/labels-idx1}" "$data/mnist/3.json" "$seeds" <<'PY'
 import gzip, json, struct, sys
@@ -29,6 +29,15 @@ for n in (1, 6):
     for name, b in ((f'images-{n}', cut), (f'labels-{n}', lcut)):
         open(f'{seeds}/idx/{name}', 'wb').write(b)
         open(f'{seeds}/idx/{name}.gz', 'wb').write(gzip.compress(b, mtime=0))
+def npy(path, descr, shape, payload):
+    header = "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }" % (descr, ''.join(f'{d}, ' for d in shape))
+    pad = 64 - (10 + len(header) + 1) % 64
+    open(path, 'wb').write(b'\x93NUMPY\x01\x00' + struct.pack('<H', len(header) + pad + 1) + header.encode() + b' ' * pad + b'\n' + payload)
+n = 6
+npy(f'{seeds}/npy/images-u8.npy', '|u1', (n, 28, 28), img[16:16 + n * 784])
+npy(f'{seeds}/npy/labels-i8.npy', '<i8', (n,), struct.pack(f'<{n}q', *lab[8:8 + n]))
+rgb = b''.join(struct.pack('<3f', *([v / 255] * 3)) for v in img[16:16 + 2 * 784])
+npy(f'{seeds}/npy/images-f4-nhwc.npy', '<f4', (2, 28, 28, 3), rgb)
 values = json.load(open(digit))['data']
 for n in (1, 2):
     open(f'{seeds}/mnist_json/3-first-{n}.json', 'w').write(json.dumps({'data': values[:n * 784]}))

@@ -11,7 +11,7 @@ cd "$(dirname "$0")"
 secs=${1:-600}
 parallel=${2:-2}
 shift $(( $# < 2 ? $# : 2 ))
-all=(idx mnist_json checkpoint delta_restore torch_import suite results)
+all=(idx npy mnist_json checkpoint delta_restore torch_import suite results)
 targets=("${@:-${all[@]}}")
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "fuzz/run.sh: cargo-fuzz is not installed; install it with: cargo install cargo-fuzz" >&2
@@ -21,13 +21,15 @@ fi
 # Debug assertions on: an arithmetic overflow is a crash, not a wrapped number.
 cargo +nightly fuzz build --debug-assertions
 mkdir -p logs
+for t in "${targets[@]}"; do mkdir -p "artifacts/$t"; done
 run_one() {
   local t=$1 secs=$2
   mkdir -p "corpus/$t"
-  # The rss limit is above what any seed needs; an allocation past it is a finding.
-  cargo +nightly fuzz run --debug-assertions "$t" "corpus/$t" "seeds/$t" -- \
-    -max_total_time="$secs" -rss_limit_mb=3072 -malloc_limit_mb=1024 -timeout=30 -print_final_stats=1 \
-    >"logs/$t.log" 2>&1 || true
+  # The built binary itself, so that edits made while it runs cannot trigger a rebuild. The rss
+  # limit is above what any seed needs: an allocation past it is a finding.
+  "target/$(rustc -vV | sed -n 's/^host: //p')/release/$t" "corpus/$t" "seeds/$t" \
+    -artifact_prefix="artifacts/$t/" -max_total_time="$secs" -rss_limit_mb=3072 -malloc_limit_mb=1024 \
+    -timeout=30 -print_final_stats=1 >"logs/$t.log" 2>&1 || true
 }
 export -f run_one
 printf '%s\n' "${targets[@]}" | xargs -P "$parallel" -I{} bash -c 'run_one {} '"$secs"
