@@ -2,6 +2,11 @@
 //! (Debian: `apt-get install libopenblas-dev`), else says so and keeps the portable `gemm` crate.
 //!
 //! `GRAFT_BLAS=off` forces the portable path; `OPENBLAS_LIB_DIR` adds a directory to search.
+//!
+//! The search runs again when OpenBLAS may have been installed or removed since: when Debian's
+//! package database (`/var/lib/dpkg/status`) or Homebrew's `opt` folder changes, or the library
+//! that was found changes. (A path that does not exist cannot be watched: cargo would rerun the
+//! script, and rebuild this crate, on every build.)
 
 use std::path::PathBuf;
 
@@ -9,6 +14,12 @@ fn main() {
     println!("cargo:rustc-check-cfg=cfg(graft_openblas)");
     println!("cargo:rerun-if-env-changed=GRAFT_BLAS");
     println!("cargo:rerun-if-env-changed=OPENBLAS_LIB_DIR");
+    println!("cargo:rerun-if-changed=build.rs");
+    for watched in ["/var/lib/dpkg/status", "/opt/homebrew/opt"] {
+        if std::path::Path::new(watched).exists() {
+            println!("cargo:rerun-if-changed={watched}");
+        }
+    }
     if std::env::var("GRAFT_BLAS").is_ok_and(|v| v == "off") {
         println!("cargo:warning=GRAFT_BLAS=off: conv kernels use the portable gemm crate (slower)");
         return;
@@ -20,9 +31,11 @@ fn main() {
         _ => "/usr/lib",
     };
     dirs.extend(["/usr/local/lib", triple_dir, "/usr/lib64", "/usr/lib", "/opt/homebrew/opt/openblas/lib"].map(PathBuf::from));
-    let found = dirs.iter().find(|d| ["libopenblas.so", "libopenblas.dylib"].iter().any(|f| d.join(f).exists()));
+    let found = dirs.iter().find_map(|d| ["libopenblas.so", "libopenblas.dylib"].iter().map(|f| d.join(f)).find(|p| p.exists()));
     match found {
-        Some(dir) => {
+        Some(lib) => {
+            let dir = lib.parent().expect("a library file has a folder");
+            println!("cargo:rerun-if-changed={}", lib.display());
             println!("cargo:rustc-link-search=native={}", dir.display());
             println!("cargo:rustc-link-lib=dylib=openblas");
             println!("cargo:rustc-cfg=graft_openblas");

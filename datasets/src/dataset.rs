@@ -1,11 +1,14 @@
-//! Loading a whole dataset by name, wherever it is installed.
+//! Loading a whole dataset, built in or your own, wherever it is.
 
 use crate::catalog::DatasetName;
 use crate::digits::load_digits;
 use crate::error::Result;
 use crate::fashion::{load_fashion_mnist, Split};
+use crate::folder::load_image_folder;
 use crate::locate::{locate, DataLocation};
 use crate::mnist_json::load_mnist_json;
+use crate::npy::load_npy;
+use crate::reference::DatasetRef;
 use graft_core::ImageSet;
 use std::path::Path;
 
@@ -14,20 +17,53 @@ use std::path::Path;
 #[derive(Clone, Debug)]
 pub struct Dataset {
     /// Which dataset this is.
-    pub name: DatasetName,
-    /// The official training split, or every image when the dataset has no official test split
-    /// (digits, MNIST json).
+    pub name: DatasetRef,
+    /// Class names, indexed by label.
+    pub class_names: Vec<String>,
+    /// The training split, or every image when the dataset has no test split of its own.
     pub train: ImageSet,
-    /// The official test split (Fashion-MNIST's `t10k` files), if the dataset has one.
+    /// The dataset's own validation split (an image folder's `val/`), if it has one; else a
+    /// task draws one from `train` by its `val_fraction`.
+    pub val: Option<ImageSet>,
+    /// The dataset's own test split (Fashion-MNIST's `t10k` files, a folder's `test/`, NumPy
+    /// test arrays), if it has one.
     pub test: Option<ImageSet>,
     /// Where the data was read from.
     pub location: DataLocation,
 }
 
 impl Dataset {
-    /// Finds (see [`crate::locate()`]) and loads `name`. A missing dataset is an error that says to
-    /// run `graft data fetch`.
-    pub fn load(name: DatasetName, data_dir: &Path) -> Result<Self> {
+    /// Loads `dataset`: a built-in one is found (see [`crate::locate()`]) in `data_dir`, and a
+    /// missing one is an error that says to run `graft data fetch`; your own files are read
+    /// from their paths.
+    pub fn load(dataset: &DatasetRef, data_dir: &Path) -> Result<Self> {
+        match dataset {
+            DatasetRef::Named(name) => Self::load_named(*name, data_dir),
+            DatasetRef::Folder(f) => {
+                let folder = load_image_folder(&f.folder, f.channels)?;
+                Ok(Self {
+                    name: dataset.clone(),
+                    class_names: folder.class_names,
+                    train: folder.train,
+                    val: folder.val,
+                    test: folder.test,
+                    location: DataLocation::Dir(f.folder.clone()),
+                })
+            }
+            DatasetRef::Npy(n) => {
+                let train = load_npy(&n.images, &n.labels)?;
+                let test = match (&n.test_images, &n.test_labels) {
+                    (Some(images), Some(labels)) => Some(load_npy(images, labels)?),
+                    _ => None,
+                };
+                let class_names = dataset.info()?.class_names;
+                let dir = n.images.parent().map(Path::to_path_buf).unwrap_or_default();
+                Ok(Self { name: dataset.clone(), class_names, train, val: None, test, location: DataLocation::Dir(dir) })
+            }
+        }
+    }
+
+    fn load_named(name: DatasetName, data_dir: &Path) -> Result<Self> {
         let location = locate(name, data_dir)?;
         let (train, test) = match (&location, name) {
             (DataLocation::Dir(dir), DatasetName::FashionMnist) => (
@@ -37,26 +73,11 @@ impl Dataset {
             (DataLocation::Dir(dir), DatasetName::Mnist) => (load_mnist_json(dir)?, None),
             _ => (load_digits()?, None),
         };
-        Ok(Self {
-            name,
-            train,
-            test,
-            location,
-        })
+        Ok(Self::from_sets(name, train, test, location))
     }
 
-    /// Wraps already-loaded images (e.g. synthetic data in tests) as dataset `name`.
-    pub fn from_sets(
-        name: DatasetName,
-        train: ImageSet,
-        test: Option<ImageSet>,
-        location: DataLocation,
-    ) -> Self {
-        Self {
-            name,
-            train,
-            test,
-            location,
-        }
+    /// Wraps already-loaded images (e.g. synthetic data in tests) as built-in dataset `name`.
+    pub fn from_sets(name: DatasetName, train: ImageSet, test: Option<ImageSet>, location: DataLocation) -> Self {
+        Self { name: DatasetRef::Named(name), class_names: name.class_names(), train, val: None, test, location }
     }
 }

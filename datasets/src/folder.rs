@@ -50,6 +50,49 @@ pub struct FolderDataset {
 /// train's, an image that cannot be decoded, images of different sizes or channels.
 pub fn load_image_folder(root: &Path, channels: Option<usize>) -> Result<FolderDataset> {
     check_channels(channels, root)?;
+    let listings = list_splits(root)?;
+    let mut first: Option<(PathBuf, (usize, usize, usize))> = None;
+    let train = read_set(&listings.train, channels, &mut first)?;
+    let val = listings.val.as_ref().map(|v| read_set(v, channels, &mut first)).transpose()?;
+    let test = listings.test.as_ref().map(|t| read_set(t, channels, &mut first)).transpose()?;
+    Ok(FolderDataset { class_names: listings.train.classes, train, val, test, root: root.to_path_buf() })
+}
+
+/// What an image folder holds, found without decoding any image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FolderLayout {
+    /// Class names, sorted byte-wise (label `i` is `class_names[i]`).
+    pub class_names: Vec<String>,
+    /// Whether the root has a `val/` split folder.
+    pub has_val: bool,
+    /// Whether the root has `train/` and `test/` split folders.
+    pub has_test: bool,
+    /// Images per split: train, val (0 without), test (0 without).
+    pub image_counts: [usize; 3],
+}
+
+/// Lists an image folder as [`load_image_folder`] would read it, with the same errors for its
+/// layout (missing root, no class folders, empty classes, splits with different classes), but
+/// decodes nothing: cheap enough to check a suite before any work starts.
+pub fn image_folder_layout(root: &Path) -> Result<FolderLayout> {
+    let l = list_splits(root)?;
+    let count = |x: Option<&Listing>| x.map_or(0, |x| x.files.len());
+    Ok(FolderLayout {
+        has_val: l.val.is_some(),
+        has_test: l.test.is_some(),
+        image_counts: [l.train.files.len(), count(l.val.as_ref()), count(l.test.as_ref())],
+        class_names: l.train.classes,
+    })
+}
+
+/// The listings of a root's splits: train (or the root itself), val and test when present.
+struct SplitListings {
+    train: Listing,
+    val: Option<Listing>,
+    test: Option<Listing>,
+}
+
+fn list_splits(root: &Path) -> Result<SplitListings> {
     match fs::metadata(root) {
         Ok(meta) if meta.is_dir() => {}
         Ok(_) => return Err(folder_error(root, "is not a folder")),
@@ -60,19 +103,9 @@ pub fn load_image_folder(root: &Path, channels: Option<usize>) -> Result<FolderD
     }
     let subdirs = visible_subdirs(root)?;
     let is_split = |name: &str| subdirs.iter().any(|(n, _)| n == name);
-    let mut first: Option<(PathBuf, (usize, usize, usize))> = None;
     if !(is_split("train") && is_split("test")) {
-        let listing = list_classes(root, subdirs)?;
-        let train = read_set(&listing, channels, &mut first)?;
-        return Ok(FolderDataset {
-            class_names: listing.classes,
-            train,
-            val: None,
-            test: None,
-            root: root.to_path_buf(),
-        });
+        return Ok(SplitListings { train: list_classes(root, subdirs)?, val: None, test: None });
     }
-
     if let Some((extra, _)) = subdirs
         .iter()
         .find(|(n, _)| !["train", "val", "test"].contains(&n.as_str()))
@@ -91,28 +124,13 @@ pub fn load_image_folder(root: &Path, channels: Option<usize>) -> Result<FolderD
     };
     let train = split("train")?;
     let test = split("test")?;
-    let val = if is_split("val") {
-        Some(split("val")?)
-    } else {
-        None
-    };
+    let val = if is_split("val") { Some(split("val")?) } else { None };
     for (name, listing) in [("test", Some(&test)), ("val", val.as_ref())] {
         if let Some(listing) = listing {
             same_classes(&root.join(name), name, &listing.classes, &train.classes)?;
         }
     }
-    let train_set = read_set(&train, channels, &mut first)?;
-    let val_set = val
-        .map(|v| read_set(&v, channels, &mut first))
-        .transpose()?;
-    let test_set = read_set(&test, channels, &mut first)?;
-    Ok(FolderDataset {
-        class_names: train.classes,
-        train: train_set,
-        val: val_set,
-        test: Some(test_set),
-        root: root.to_path_buf(),
-    })
+    Ok(SplitListings { train, val, test: Some(test) })
 }
 
 /// Reads one image file as `(values, channels, height, width)`: values in `[0, 1]`, CHW layout.

@@ -27,6 +27,7 @@ pub mod idx;
 pub mod locate;
 pub mod mnist_json;
 pub mod npy;
+pub mod reference;
 pub mod task;
 
 pub use catalog::DatasetName;
@@ -42,7 +43,7 @@ pub use fashion::{
     fashion_superclass_groups, load_fashion_mnist, Split, FASHION_CLASS_NAMES, FASHION_SUPERCLASSES,
 };
 pub use fetch::{fetch, FetchAction, FetchEntry, FetchReport};
-pub use folder::{load_image_folder, read_image, FolderDataset};
+pub use folder::{image_folder_layout, load_image_folder, read_image, FolderDataset, FolderLayout};
 pub use gzip::{gunzip_at_most, is_gzip, maybe_gunzip};
 pub use locate::{data_dir, locate, status, DataLocation, DatasetStatus};
 pub use mnist_json::load_mnist_json;
@@ -50,4 +51,5 @@ pub use npy::{
     load_npy, npy_images, npy_labels, parse_npy, parse_npy_header, read_npy, NpyArray, NpyData,
     NpyDtype, NpyHeader, NpyImages,
 };
+pub use reference::{DatasetInfo, DatasetRef, FolderRef, NpyRef};
 pub use task::{Fit, LabelNoise, TaskSpec};

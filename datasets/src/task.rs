@@ -15,6 +15,7 @@ use crate::derive::{
 use crate::error::{DatasetError, Result};
 use crate::fashion::FASHION_SUPERCLASSES;
 use crate::locate::DataLocation;
+use crate::reference::DatasetRef;
 use graft_core::{ImageSet, Task};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -71,8 +72,9 @@ fn is_default<T: Default + PartialEq>(v: &T) -> bool {
 pub struct TaskSpec {
     /// Short unique task name, e.g. `digits-5to9` (required).
     pub name: String,
-    /// Dataset to derive the task from: `digits`, `fashion-mnist` or `mnist` (required).
-    pub dataset: DatasetName,
+    /// Dataset to derive the task from (required): a built-in one by name (`digits`,
+    /// `fashion-mnist`, `mnist`) or your own files (see [`DatasetRef`]).
+    pub dataset: DatasetRef,
     /// Keep only these classes, relabelled `0..k` in the order given. Exclusive with
     /// `superclasses`. Default: all classes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -125,10 +127,10 @@ pub struct TaskSpec {
 impl TaskSpec {
     /// A spec with every optional key at its default: all classes, identity domain, resize,
     /// val 0.1, test 0.2, no limits, no noise, seed 0.
-    pub fn new(name: impl Into<String>, dataset: DatasetName) -> Self {
+    pub fn new(name: impl Into<String>, dataset: impl Into<DatasetRef>) -> Self {
         Self {
             name: name.into(),
-            dataset,
+            dataset: dataset.into(),
             classes: None,
             superclasses: None,
             superclass_names: None,
@@ -158,7 +160,11 @@ impl TaskSpec {
         if self.name.trim().is_empty() {
             return Err(self.err("`name` is empty"));
         }
-        let k = self.dataset.num_classes() as u32;
+        let info = self.dataset.info()?;
+        let k = info.class_names.len() as u32;
+        if k == 0 {
+            return Err(self.err(format!("dataset {} has no classes", self.dataset)));
+        }
         let check_id = |key: &str, c: u32| -> Result<()> {
             if c >= k {
                 return Err(self.err(format!(
@@ -252,7 +258,7 @@ impl TaskSpec {
                 self.test_fraction
             )));
         }
-        if !self.dataset.has_test_split() && self.val_fraction + self.test_fraction >= 1.0 {
+        if !info.has_test_split && self.val_fraction + self.test_fraction >= 1.0 {
             return Err(self.err(format!(
                 "`val_fraction` + `test_fraction` = {} leaves no training data; their sum must be < 1",
                 self.val_fraction + self.test_fraction
@@ -270,18 +276,23 @@ impl TaskSpec {
         Ok(())
     }
 
-    /// Number of classes of the built task.
-    pub fn num_classes(&self) -> usize {
-        match (&self.classes, &self.superclasses) {
+    /// Number of classes of the built task. For your own files this reads the folder's layout
+    /// or the labels file (see [`DatasetRef::info`]).
+    pub fn num_classes(&self) -> Result<usize> {
+        Ok(match (&self.classes, &self.superclasses) {
             (Some(c), _) => c.len(),
             (None, Some(g)) => g.len(),
-            (None, None) => self.dataset.num_classes(),
-        }
+            (None, None) => self.dataset.info()?.class_names.len(),
+        })
     }
 
     /// Class names of the built task (from the dataset, or the superclass names).
-    pub fn class_names(&self) -> Vec<String> {
-        let base = self.dataset.class_names();
+    pub fn class_names(&self) -> Result<Vec<String>> {
+        Ok(self.class_names_from(self.dataset.info()?.class_names))
+    }
+
+    /// Class names of the built task given the dataset's class names `base`.
+    fn class_names_from(&self, base: Vec<String>) -> Vec<String> {
         let name_of = |c: u32| {
             base.get(c as usize)
                 .cloned()
@@ -295,7 +306,7 @@ impl TaskSpec {
                     .iter()
                     .map(|g| {
                         let set: BTreeSet<u32> = g.iter().copied().collect();
-                        let known = (self.dataset == DatasetName::FashionMnist)
+                        let known = (self.dataset.named() == Some(DatasetName::FashionMnist))
                             .then(|| {
                                 FASHION_SUPERCLASSES.iter().find(|(_, members)| {
                                     members.iter().copied().collect::<BTreeSet<u32>>() == set
@@ -316,11 +327,16 @@ impl TaskSpec {
     /// For each class of the built task, the dataset class ids it holds (see
     /// [`graft_core::Task::class_ids`]): `[[c]]` per selected class, the members of each
     /// superclass, or every dataset class on its own.
-    pub fn class_ids(&self) -> Vec<Vec<u32>> {
+    pub fn class_ids(&self) -> Result<Vec<Vec<u32>>> {
+        Ok(self.class_ids_from(self.dataset.info()?.class_names.len()))
+    }
+
+    /// [`TaskSpec::class_ids`] for a dataset of `dataset_classes` classes.
+    fn class_ids_from(&self, dataset_classes: usize) -> Vec<Vec<u32>> {
         match (&self.classes, &self.superclasses) {
             (Some(classes), _) => classes.iter().map(|&c| vec![c]).collect(),
             (None, Some(groups)) => groups.clone(),
-            (None, None) => (0..self.dataset.num_classes() as u32).map(|c| vec![c]).collect(),
+            (None, None) => (0..dataset_classes as u32).map(|c| vec![c]).collect(),
         }
     }
 
@@ -328,7 +344,7 @@ impl TaskSpec {
     /// backbone whose input is `input = (channels, height, width)`.
     pub fn build(&self, data_dir: &Path, input: (usize, usize, usize)) -> Result<Task> {
         self.validate()?;
-        let data = Dataset::load(self.dataset, data_dir)?;
+        let data = Dataset::load(&self.dataset, data_dir)?;
         self.build_from(&data, input)
     }
 
@@ -369,6 +385,7 @@ impl TaskSpec {
             self.dataset,
             data.name.credit()
         ));
+        let dataset_classes = data.class_names.len();
 
         // Classes.
         let relabel = |set: &ImageSet| -> Result<ImageSet> {
@@ -387,8 +404,12 @@ impl TaskSpec {
         let pool = relabel(&data.train)?;
 
         // Splits.
-        let (mut train, mut val, mut test) = match &data.test {
-            Some(official) => {
+        let (mut train, mut val, mut test) = match (&data.val, &data.test) {
+            (Some(own_val), Some(official)) => {
+                steps.push("split=the dataset's own train/val/test".to_string());
+                (pool, relabel(own_val)?, relabel(official)?)
+            }
+            (None, Some(official)) => {
                 let parts = stratified_split(
                     &pool,
                     &[1.0 - self.val_fraction, self.val_fraction],
@@ -404,7 +425,7 @@ impl TaskSpec {
                 ));
                 (train, val, relabel(official)?)
             }
-            None => {
+            (_, None) => {
                 let tr = 1.0 - self.val_fraction - self.test_fraction;
                 let parts = stratified_split(
                     &pool,
@@ -447,7 +468,11 @@ impl TaskSpec {
         }
 
         // Label noise (train only).
-        let num_classes = self.num_classes();
+        let num_classes = match (&self.classes, &self.superclasses) {
+            (Some(c), _) => c.len(),
+            (None, Some(g)) => g.len(),
+            (None, None) => dataset_classes,
+        };
         if let Some(noise) = &self.label_noise {
             let (noisy, flipped) = label_noise(
                 &train,
@@ -494,8 +519,8 @@ impl TaskSpec {
         let task = Task {
             name: self.name.clone(),
             num_classes,
-            class_names: self.class_names(),
-            class_ids: self.class_ids(),
+            class_names: self.class_names_from(data.class_names.clone()),
+            class_ids: self.class_ids_from(dataset_classes),
             train,
             val,
             test,
@@ -605,12 +630,12 @@ mod tests {
     fn superclass_names_default_and_explicit() {
         let mut spec = TaskSpec::new("f-super", DatasetName::FashionMnist);
         spec.superclasses = Some(vec![vec![7, 5, 9], vec![1, 3]]);
-        assert_eq!(spec.class_names(), vec!["footwear", "Trouser+Dress"]);
-        assert_eq!(spec.class_ids(), vec![vec![7, 5, 9], vec![1, 3]]);
-        assert_eq!(TaskSpec::new("all", DatasetName::Digits).class_ids()[3], vec![3]);
+        assert_eq!(spec.class_names().unwrap(), vec!["footwear", "Trouser+Dress"]);
+        assert_eq!(spec.class_ids().unwrap(), vec![vec![7, 5, 9], vec![1, 3]]);
+        assert_eq!(TaskSpec::new("all", DatasetName::Digits).class_ids().unwrap()[3], vec![3]);
         spec.superclass_names = Some(vec!["shoes".into(), "misc".into()]);
-        assert_eq!(spec.class_names(), vec!["shoes", "misc"]);
-        assert_eq!(spec.num_classes(), 2);
+        assert_eq!(spec.class_names().unwrap(), vec!["shoes", "misc"]);
+        assert_eq!(spec.num_classes().unwrap(), 2);
         spec.superclass_names = Some(vec!["one".into()]);
         assert!(spec
             .validate()
@@ -749,7 +774,7 @@ mod tests {
             })
         );
         assert_eq!(
-            suite.task[1].class_names(),
+            suite.task[1].class_names().unwrap(),
             vec!["tops", "footwear", "other"]
         );
         let err =

@@ -190,7 +190,8 @@ pub struct PretrainArgs {
     /// The architecture's size flags.
     #[command(flatten)]
     pub flags: ArchFlags,
-    /// Dataset to train on: digits, fashion-mnist, mnist.
+    /// Dataset to train on: digits, fashion-mnist, mnist, or the path of your own image folder
+    /// (torchvision's ImageFolder layout: DIR/<class>/*.png|jpg).
     #[arg(long)]
     pub dataset: String,
     /// Keep only these classes, relabelled in the order given (comma-separated).

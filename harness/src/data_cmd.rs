@@ -38,7 +38,7 @@ pub fn status(data_dir: &Path) -> Result<()> {
             unusable.push(format!("{} is missing", s.dataset.key()));
             continue;
         }
-        match graft_datasets::Dataset::load(s.dataset, data_dir) {
+        match graft_datasets::Dataset::load(&s.dataset.into(), data_dir) {
             Ok(_) => println!("{s}"),
             Err(e) => {
                 println!("{:<14} DAMAGED  {e:#}", s.dataset.key());

@@ -6,3 +6,10 @@ pub mod report;
 pub mod results;
 pub mod sequence;
 pub mod suite;
+
+// The unit tests parse suites that name registered methods: link the method crates for them, as
+// the binary does.
+#[cfg(test)]
+use {graft_adapters as _, graft_attention as _, graft_baselines as _, graft_ksm as _};
+#[cfg(test)]
+use {graft_piggyback as _, graft_poe as _, graft_snow as _, graft_tli as _};

@@ -152,7 +152,8 @@ fn report_cmd(args: &ReportArgs) -> Result<()> {
         let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
             .with_context(|| format!("no results files given and cannot list {}", dir.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            // A suite's sequences file is read beside its results file, not as one.
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl") && !p.to_string_lossy().ends_with(".sequences.jsonl"))
             .collect();
         v.sort();
         if v.is_empty() {

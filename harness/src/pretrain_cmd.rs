@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use graft_core::backbone::{Arch, BackboneSpec, InputSpec};
 use graft_core::{FitContext, Source, TrainConfig};
-use graft_datasets::{DatasetName, TaskSpec};
+use graft_datasets::{DatasetName, DatasetRef, FolderRef, TaskSpec};
 use std::path::Path;
 
 /// Parses `CxHxW` (e.g. `1x32x32`).
@@ -89,14 +89,20 @@ fn flagify(msg: &str) -> String {
     out
 }
 
+/// `--dataset`: a built-in dataset's name, or an existing folder of images.
+fn parse_dataset(arg: &str) -> Result<DatasetRef> {
+    match arg.parse::<DatasetName>() {
+        Ok(name) => Ok(DatasetRef::Named(name)),
+        Err(_) if Path::new(arg).is_dir() => Ok(DatasetRef::Folder(FolderRef { folder: arg.into(), channels: None })),
+        Err(e) => bail!("--dataset: {e}, or the path of a folder of images (DIR/<class>/*.png)"),
+    }
+}
+
 /// Runs `graft pretrain`.
 pub fn run(args: &PretrainArgs, data_dir: &Path) -> Result<()> {
     let input = parse_input(&args.input)?;
     let arch = parse_arch(&args.arch, &args.flags)?;
-    let dataset: DatasetName = args
-        .dataset
-        .parse()
-        .map_err(|e: String| anyhow::anyhow!("--dataset: {e}"))?;
+    let dataset = parse_dataset(&args.dataset)?;
     let name = args.name.clone().unwrap_or_else(|| match &args.classes {
         Some(c) => format!(
             "{dataset}-c{}",
@@ -105,7 +111,10 @@ pub fn run(args: &PretrainArgs, data_dir: &Path) -> Result<()> {
                 .collect::<Vec<_>>()
                 .join("-")
         ),
-        None => dataset.to_string(),
+        None => match &dataset {
+            DatasetRef::Folder(f) => f.folder.file_name().map_or("folder".into(), |n| n.to_string_lossy().into_owned()),
+            other => other.to_string(),
+        },
     });
     let mut spec = TaskSpec::new(name, dataset);
     spec.classes = args.classes.clone();
@@ -128,7 +137,7 @@ pub fn run(args: &PretrainArgs, data_dir: &Path) -> Result<()> {
     let backbone = BackboneSpec {
         arch,
         input: InputSpec::new(c, h, w),
-        num_classes: spec.num_classes(),
+        num_classes: spec.num_classes().with_context(|| format!("--dataset {}", args.dataset))?,
     };
     backbone.validate().context("backbone")?;
     let task = spec

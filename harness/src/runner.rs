@@ -11,7 +11,7 @@ use candle_core::{Device, Tensor};
 use graft_core::checkpoint::{sha256_hex, write_atomic, GRAFT_VERSION};
 use graft_core::train::{accuracy, CurvePoint, EpochMetrics, Split};
 use graft_core::{Delta, FitContext, Source, Task, TaskModel};
-use graft_datasets::{Dataset, DatasetName, TaskSpec};
+use graft_datasets::{Dataset, DatasetRef, TaskSpec};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -208,7 +208,7 @@ struct Runner<'a> {
     opts: &'a RunOptions,
     device: Device,
     results_dir: PathBuf,
-    datasets: HashMap<DatasetName, Dataset>,
+    datasets: HashMap<DatasetRef, Dataset>,
     sources: HashMap<usize, std::result::Result<Source, String>>,
     tasks: HashMap<(usize, (usize, usize, usize)), BuiltTask>,
     git_commit: Option<String>,
@@ -480,16 +480,16 @@ impl Runner<'_> {
         )
     }
 
-    fn dataset(&mut self, name: DatasetName) -> Result<&Dataset> {
-        if !self.datasets.contains_key(&name) {
-            let d = Dataset::load(name, &self.opts.data_dir)?;
-            self.datasets.insert(name, d);
+    fn dataset(&mut self, dataset: &DatasetRef) -> Result<&Dataset> {
+        if !self.datasets.contains_key(dataset) {
+            let d = Dataset::load(dataset, &self.opts.data_dir)?;
+            self.datasets.insert(dataset.clone(), d);
         }
-        Ok(&self.datasets[&name])
+        Ok(&self.datasets[dataset])
     }
 
     fn build_task(&mut self, spec: &TaskSpec, input: (usize, usize, usize)) -> Result<Task> {
-        let data = self.dataset(spec.dataset)?;
+        let data = self.dataset(&spec.dataset)?;
         Ok(spec.build_from(data, input)?)
     }
 
@@ -864,13 +864,13 @@ fn source_mismatch(entry: &SourceEntry, source: &Source) -> Vec<String> {
             entry.input_shape()
         ));
     }
-    if spec.num_classes != entry.task.num_classes() {
-        diffs.push(format!(
-            "it has {} classes, the suite's task '{}' has {}",
-            spec.num_classes,
-            entry.task.name,
-            entry.task.num_classes()
-        ));
+    match entry.task.num_classes() {
+        Ok(classes) if classes != spec.num_classes => diffs.push(format!(
+            "it has {} classes, the suite's task '{}' has {classes}",
+            spec.num_classes, entry.task.name
+        )),
+        Ok(_) => {}
+        Err(e) => diffs.push(format!("the suite's task '{}' cannot be read: {e}", entry.task.name)),
     }
     if prov.seed != entry.seed {
         diffs.push(format!(

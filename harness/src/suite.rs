@@ -279,12 +279,13 @@ impl Suite {
                     s.name
                 ));
             }
-            s.backbone_spec(s.task.num_classes())
-                .validate()
-                .map_err(|e| format!("sources[{i}] ('{}'): key `arch`/`input`: {e}", s.name))?;
             s.task
                 .validate()
                 .map_err(|e| format!("sources[{i}] ('{}'): key `task`: {e}", s.name))?;
+            let classes = s.task.num_classes().map_err(|e| format!("sources[{i}] ('{}'): key `task`: {e}", s.name))?;
+            s.backbone_spec(classes)
+                .validate()
+                .map_err(|e| format!("sources[{i}] ('{}'): key `arch`/`input`: {e}", s.name))?;
             s.train
                 .validate()
                 .map_err(|e| format!("sources[{i}] ('{}'): key `train`: {e}", s.name))?;

@@ -382,6 +382,14 @@ fn a_continual_sequence_reevaluates_earlier_tasks_without_forgetting_and_resumes
     assert!(stdout.contains("digits-5to9 → digits-rot90 → digits-inv"), "{stdout}");
     let row = stdout.lines().find(|l| l.starts_with("| linear-probe |") && l.contains("yes")).expect("linear-probe row");
     assert!(row.contains("| 0.00 | yes |"), "{row}");
+    // `graft report` with no arguments reads results/*.jsonl: the sequences file beside the
+    // results is read as sequences, not warned about line by line as broken results.
+    std::fs::rename(dir.path().join("out"), dir.path().join("results")).unwrap();
+    let out = graft(dir.path(), &["report"]);
+    let (stdout, err) = text(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(stdout.contains("## Continual sequence `three` on `d04`"), "{stdout}");
+    assert!(!err.contains("skipping unreadable line"), "{err}");
 }
 
 #[test]
