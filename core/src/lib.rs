@@ -14,6 +14,7 @@ pub mod conformance;
 pub mod data;
 pub mod error;
 pub mod features;
+pub mod import;
 pub mod init;
 pub mod kernels;
 pub mod kit;

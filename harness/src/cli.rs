@@ -31,6 +31,10 @@ pub enum Command {
     Data(DataCommand),
     /// Trains a source backbone from scratch on a dataset task and saves it.
     Pretrain(PretrainArgs),
+    /// Makes a graft source from a PyTorch state dict (torchvision/timm layout, safetensors).
+    Import(ImportArgs),
+    /// Writes a source's backbone as a PyTorch state dict (torchvision layout).
+    Export(ExportArgs),
     /// Lists the backbone architectures: example specs, parameters, FLOPs per image and taps.
     Backbones(BackbonesArgs),
     /// Runs a suite: sources × tasks × methods × seeds, appending one JSON line per finished run.
@@ -176,6 +180,51 @@ pub struct BackbonesArgs {
     /// Classes of the head (default: 1000 for ImageNet-style nets, 10 for CIFAR-style ones).
     #[arg(long)]
     pub classes: Option<usize>,
+}
+
+/// `graft import`.
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The state dict: a safetensors file of a torchvision/timm-layout model (in Python:
+    /// `safetensors.torch.save_file(model.state_dict(), "model.safetensors")`).
+    pub state_dict: PathBuf,
+    /// Architecture id: resnet18, resnet50, mobilenetv2-1.0, vgg11-bn, wrn-16-4, resnet-cifar-20-w16
+    /// (`graft backbones` lists them).
+    #[arg(long)]
+    pub arch: String,
+    /// Input the network expects, as CxHxW.
+    #[arg(long, default_value = "3x224x224", value_name = "CxHxW")]
+    pub input: String,
+    /// Per-channel input mean (default: ImageNet's for 3 channels, 0.5 otherwise).
+    #[arg(long, value_delimiter = ',', value_name = "M,M,M")]
+    pub mean: Option<Vec<f32>>,
+    /// Per-channel input standard deviation (default: ImageNet's for 3 channels, 0.5 otherwise).
+    #[arg(long, value_delimiter = ',', value_name = "S,S,S")]
+    pub std: Option<Vec<f32>>,
+    /// Classes of the head (default: read from the file).
+    #[arg(long)]
+    pub num_classes: Option<usize>,
+    /// Keep a fresh initialisation for missing or mismatched keys instead of failing (the
+    /// report lists them).
+    #[arg(long)]
+    pub non_strict: bool,
+    /// A prefix to remove from every key (e.g. `module.`).
+    #[arg(long)]
+    pub strip_prefix: Option<String>,
+    /// Where to write the graft source (.safetensors).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// `graft export`.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// A graft source (`graft pretrain` or `graft import` output).
+    pub source: PathBuf,
+    /// Where to write the state dict (.safetensors); in Python,
+    /// `model.load_state_dict(safetensors.torch.load_file(path))` reads it.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// `graft pretrain`.

@@ -6,6 +6,7 @@ mod backbones_cmd;
 mod bench_cmd;
 mod cli;
 mod data_cmd;
+mod import_cmd;
 mod list;
 mod lock;
 mod poe_cmd;
@@ -73,6 +74,8 @@ fn run(cli: Cli) -> Result<()> {
         }
         Some(Command::Data(DataCommand::Status)) => data_cmd::status(&data_dir()?),
         Some(Command::Pretrain(args)) => pretrain_cmd::run(&args, &data_dir()?),
+        Some(Command::Import(args)) => import_cmd::import(&args),
+        Some(Command::Export(args)) => import_cmd::export(&args),
         Some(Command::Backbones(args)) => {
             print!("{}", backbones_cmd::render(&args)?);
             Ok(())

@@ -10,6 +10,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{Device, Tensor};
 use graft_core::checkpoint::{sha256_hex, write_atomic, GRAFT_VERSION};
 use graft_core::train::{accuracy, CurvePoint, EpochMetrics, Split};
+use graft_core::import::source_from_checkpoint;
+use graft_core::torch_io::ImportOptions;
 use graft_core::{Delta, FitContext, Source, Task, TaskModel};
 use graft_datasets::{Dataset, DatasetRef, TaskSpec};
 use std::cell::RefCell;
@@ -497,6 +499,10 @@ impl Runner<'_> {
     /// a mismatch is an error naming the files to delete.
     fn check_cached_source(&mut self, si: usize) -> Result<()> {
         let entry = &self.suite.sources[si];
+        if entry.checkpoint.is_some() {
+            return self.load_checkpoint_source(si);
+        }
+        let task = entry.pretraining_task()?;
         let (path, sidecar) = self.source_paths(entry);
         if !path.exists() {
             return Ok(());
@@ -508,7 +514,7 @@ impl Runner<'_> {
                 path.display()
             )
         })?;
-        let mut diffs = source_mismatch(entry, &source);
+        let mut diffs = source_mismatch(entry, task, &source);
         if let Some(recorded) = self.recorded_hashes.get(&entry.name).filter(|h| !h.contains(&source.hash)) {
             let short: Vec<&str> = recorded.iter().map(|h| &h[..12.min(h.len())]).collect();
             diffs.push(format!(
@@ -572,10 +578,51 @@ impl Runner<'_> {
         self.sources[&si].as_ref().map_err(Clone::clone)
     }
 
+    /// Loads source `si` from its `checkpoint` (a graft source, or a state dict imported into
+    /// the entry's architecture) and checks it is the source the recorded runs were made with.
+    fn load_checkpoint_source(&mut self, si: usize) -> Result<()> {
+        let entry = &self.suite.sources[si];
+        let path = entry.checkpoint.clone().context("a checkpoint source")?;
+        let opts = ImportOptions {
+            strict: entry.strict.unwrap_or(true),
+            strip_prefix: entry.strip_prefix.clone(),
+            seed: entry.seed,
+        };
+        // The head's size comes from the file.
+        let imported = source_from_checkpoint(&path, &entry.backbone_spec(0), &opts, &self.device)
+            .with_context(|| format!("source '{}'", entry.name))?;
+        if let Some(report) = imported.report.as_ref().filter(|r| !r.is_clean()) {
+            eprintln!("source {}: imported {} non-strictly: {}", entry.name, path.display(), report.problems().join("; "));
+        }
+        let source = imported.source;
+        if let Some(recorded) = self.recorded_hashes.get(&entry.name).filter(|h| !h.contains(&source.hash)) {
+            let short: Vec<&str> = recorded.iter().map(|h| &h[..12.min(h.len())]).collect();
+            bail!(
+                "source '{}': {} now gives source {} but the runs recorded in {} were made with {}: the file changed; \
+                 restore it, or record the new file's runs under another source name or results file",
+                entry.name,
+                path.display(),
+                source.short_hash(),
+                self.opts.results.display(),
+                short.join(", ")
+            );
+        }
+        println!(
+            "source {}: {} from {} ({} classes, hash {})",
+            entry.name,
+            source.backbone.spec().id(),
+            path.display(),
+            source.backbone.spec().num_classes,
+            source.short_hash()
+        );
+        self.sources.insert(si, Ok(source));
+        Ok(())
+    }
+
     fn pretrain_source(&mut self, si: usize) -> Result<Source> {
         let entry = self.suite.sources[si].clone();
         let (path, sidecar) = self.source_paths(&entry);
-        let task = self.build_task(&entry.task, entry.input_shape())?;
+        let task = self.build_task(entry.pretraining_task()?, entry.input_shape())?;
         eprintln!(
             "source {}: pretraining {} on {} ({} train images, {} epochs)",
             entry.name,
@@ -847,7 +894,7 @@ fn entry_differences(stored: &SourceEntry, want: &SourceEntry) -> Vec<String> {
 }
 
 /// Differences between a cached source checkpoint and the suite's entry (spec and provenance).
-fn source_mismatch(entry: &SourceEntry, source: &Source) -> Vec<String> {
+fn source_mismatch(entry: &SourceEntry, task: &TaskSpec, source: &Source) -> Vec<String> {
     let spec = source.backbone.spec();
     let prov = &source.provenance;
     let mut diffs = Vec::new();
@@ -864,13 +911,13 @@ fn source_mismatch(entry: &SourceEntry, source: &Source) -> Vec<String> {
             entry.input_shape()
         ));
     }
-    match entry.task.num_classes() {
+    match task.num_classes() {
         Ok(classes) if classes != spec.num_classes => diffs.push(format!(
             "it has {} classes, the suite's task '{}' has {classes}",
-            spec.num_classes, entry.task.name
+            spec.num_classes, task.name
         )),
         Ok(_) => {}
-        Err(e) => diffs.push(format!("the suite's task '{}' cannot be read: {e}", entry.task.name)),
+        Err(e) => diffs.push(format!("the suite's task '{}' cannot be read: {e}", task.name)),
     }
     if prov.seed != entry.seed {
         diffs.push(format!(
@@ -878,10 +925,10 @@ fn source_mismatch(entry: &SourceEntry, source: &Source) -> Vec<String> {
             prov.seed, entry.seed
         ));
     }
-    if !prov.dataset.starts_with(&format!("{} (", entry.task.name)) {
+    if !prov.dataset.starts_with(&format!("{} (", task.name)) {
         diffs.push(format!(
             "it was pretrained on '{}', the suite's task is '{}'",
-            prov.dataset, entry.task.name
+            prov.dataset, task.name
         ));
     }
     let epochs_ok = match entry.train.patience {

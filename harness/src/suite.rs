@@ -62,18 +62,40 @@ pub struct Suite {
     pub origin: String,
 }
 
-/// A source backbone of the suite: architecture, input, pretraining task and schedule.
+/// A source backbone of the suite: architecture and input, and either a pretraining task and
+/// schedule or a checkpoint file to start from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceEntry {
-    /// Unique name; the cached checkpoint is `<results dir>/sources/<name>.safetensors`.
+    /// Unique name; a pretrained source is cached as `<results dir>/sources/<name>.safetensors`.
     pub name: String,
-    /// Architecture, e.g. `{ name = "resnet-cifar", depth = 8, width = 16 }`.
+    /// Architecture: an id such as `"resnet-cifar-8-w16"` or `"resnet18"`, or a table such as
+    /// `{ name = "resnet-cifar", depth = 8, width = 16 }`.
+    #[serde(deserialize_with = "arch_id_or_table")]
     pub arch: Arch,
     /// Input `[channels, height, width]`; every task is fitted to it.
     pub input: [usize; 3],
-    /// The pretraining task.
-    pub task: TaskSpec,
+    /// The pretraining task (exclusive with `checkpoint`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<TaskSpec>,
+    /// A checkpoint to start from instead of pretraining (exclusive with `task`): a graft source,
+    /// or a PyTorch state dict in torchvision/timm layout saved as safetensors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<PathBuf>,
+    /// A state dict's input normalisation, per channel (default: ImageNet's for 3 channels,
+    /// 0.5 otherwise). A graft source carries its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean: Option<Vec<f32>>,
+    /// A state dict's per-channel standard deviation (see `mean`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub std: Option<Vec<f32>>,
+    /// Import a state dict strictly (default true): any missing, unexpected or mismatched key is
+    /// an error listing them all; `false` keeps a seeded fresh initialisation for those.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
+    /// A prefix to remove from a state dict's keys (e.g. `"module."` of DataParallel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strip_prefix: Option<String>,
     /// Pretraining schedule (defaults: graft_core's `TrainConfig::default()`).
     #[serde(default)]
     pub train: TrainConfig,
@@ -88,14 +110,75 @@ impl SourceEntry {
         (self.input[0], self.input[1], self.input[2])
     }
 
-    /// The backbone spec for `num_classes` (mean/std are placeholders: pretraining computes them).
+    /// The backbone spec for `num_classes`. The normalisation of a pretrained source is a
+    /// placeholder (pretraining computes it); a state dict's is `mean`/`std`, by default
+    /// ImageNet's for 3 channels and 0.5 otherwise.
     pub fn backbone_spec(&self, num_classes: usize) -> BackboneSpec {
         let (c, h, w) = self.input_shape();
-        BackboneSpec {
-            arch: self.arch.clone(),
-            input: InputSpec::new(c, h, w),
-            num_classes,
+        let mut input = InputSpec::new(c, h, w);
+        if self.checkpoint.is_some() {
+            if c == 3 {
+                input.mean = IMAGENET_MEAN.to_vec();
+                input.std = IMAGENET_STD.to_vec();
+            }
+            input.mean = self.mean.clone().unwrap_or(input.mean);
+            input.std = self.std.clone().unwrap_or(input.std);
         }
+        BackboneSpec { arch: self.arch.clone(), input, num_classes }
+    }
+
+    /// The pretraining task; an error for a source given as a checkpoint.
+    pub fn pretraining_task(&self) -> Result<&TaskSpec> {
+        self.task.as_ref().ok_or_else(|| anyhow::anyhow!("source '{}' is a checkpoint, not pretrained", self.name))
+    }
+
+    /// Checks the keys that go together: `task` or `checkpoint`, and what only a checkpoint takes.
+    fn validate(&self) -> std::result::Result<(), String> {
+        match (&self.task, &self.checkpoint) {
+            (Some(_), Some(_)) => return Err("give `task` (pretrain) or `checkpoint` (start from a file), not both".into()),
+            (None, None) => return Err("needs `task` (what to pretrain on) or `checkpoint` (a file to start from)".into()),
+            (None, Some(path)) if !path.is_file() => {
+                return Err(format!("key `checkpoint`: {} is not a file", path.display()))
+            }
+            (Some(_), None) => {
+                for (key, set) in [("mean", self.mean.is_some()), ("std", self.std.is_some()), ("strict", self.strict.is_some()), ("strip_prefix", self.strip_prefix.is_some())] {
+                    if set {
+                        return Err(format!("key `{key}` applies to a `checkpoint` only"));
+                    }
+                }
+            }
+            (None, Some(_)) => {}
+        }
+        for (key, v) in [("mean", &self.mean), ("std", &self.std)] {
+            if let Some(v) = v {
+                if v.len() != self.input[0] {
+                    return Err(format!("key `{key}` has {} values for {} input channels", v.len(), self.input[0]));
+                }
+            }
+        }
+        if self.std.as_ref().is_some_and(|s| s.iter().any(|&x| x <= 0.0)) {
+            return Err("key `std`: every value must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// ImageNet's per-channel mean, which torchvision's and timm's pretrained models expect.
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+/// ImageNet's per-channel standard deviation.
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// An architecture written as an id (`"resnet-cifar-8-w16"`) or as a table.
+fn arch_id_or_table<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Arch, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum IdOrTable {
+        Id(String),
+        Table(serde_json::Value),
+    }
+    match IdOrTable::deserialize(d)? {
+        IdOrTable::Id(id) => id.parse().map_err(serde::de::Error::custom),
+        IdOrTable::Table(v) => serde_json::from_value(v).map_err(serde::de::Error::custom),
     }
 }
 
@@ -279,10 +362,15 @@ impl Suite {
                     s.name
                 ));
             }
-            s.task
-                .validate()
-                .map_err(|e| format!("sources[{i}] ('{}'): key `task`: {e}", s.name))?;
-            let classes = s.task.num_classes().map_err(|e| format!("sources[{i}] ('{}'): key `task`: {e}", s.name))?;
+            s.validate().map_err(|e| format!("sources[{i}] ('{}'): {e}", s.name))?;
+            let classes = match &s.task {
+                Some(task) => {
+                    task.validate().map_err(|e| format!("sources[{i}] ('{}'): key `task`: {e}", s.name))?;
+                    task.num_classes().map_err(|e| format!("sources[{i}] ('{}'): key `task`: {e}", s.name))?
+                }
+                // The head's size is read from the file when the source is loaded.
+                None => 1,
+            };
             s.backbone_spec(classes)
                 .validate()
                 .map_err(|e| format!("sources[{i}] ('{}'): key `arch`/`input`: {e}", s.name))?;

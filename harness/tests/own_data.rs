@@ -76,7 +76,7 @@ fn write_npy(path: &Path, descr: &str, shape: &[usize], payload: &[u8]) {
     let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
     bytes.extend_from_slice(&((dict.len() + pad + 1) as u16).to_le_bytes());
     bytes.extend_from_slice(dict.as_bytes());
-    bytes.extend(std::iter::repeat(b' ').take(pad));
+    bytes.extend(std::iter::repeat_n(b' ', pad));
     bytes.push(b'\n');
     bytes.extend_from_slice(payload);
     std::fs::write(path, bytes).unwrap();
