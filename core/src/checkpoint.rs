@@ -148,6 +148,12 @@ pub struct SafetensorsFile {
     pub hash: String,
 }
 
+/// The first `n` characters of `s` (all of it when shorter): a hash shortened for a message,
+/// safe on any text a file may hold in its place.
+pub fn abbrev(s: &str, n: usize) -> &str {
+    s.char_indices().nth(n).map_or(s, |(i, _)| &s[..i])
+}
+
 /// Reads a safetensors file from memory; `path` is only used in error messages.
 pub fn parse_safetensors(bytes: &[u8], path: &Path, device: &Device) -> Result<SafetensorsFile> {
     let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| {
@@ -168,7 +174,7 @@ pub fn parse_safetensors(bytes: &[u8], path: &Path, device: &Device) -> Result<S
                     "its tensor data is damaged: the data hashes to {} but the header recorded {} when it was written; \
                      the file cannot be trusted — delete it and re-create it (pretrain the source or rerun the task again)",
                     &actual[..12],
-                    &recorded[..12.min(recorded.len())]
+                    abbrev(recorded, 12)
                 ),
             ));
         }
@@ -292,5 +298,18 @@ impl Source {
     /// A short form of the hash for names and tables.
     pub fn short_hash(&self) -> &str {
         &self.hash[..12.min(self.hash.len())]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::abbrev;
+
+    #[test]
+    fn abbrev_counts_characters_not_bytes() {
+        assert_eq!(abbrev("abcdef", 3), "abc");
+        assert_eq!(abbrev("ab", 12), "ab");
+        assert_eq!(abbrev("a\u{20ac}\u{e9}z", 3), "a\u{20ac}\u{e9}");
+        assert_eq!(abbrev("", 4), "");
     }
 }

@@ -2,6 +2,7 @@
 //! (the fitted per-task delta).
 
 use crate::checkpoint::{
+    abbrev,
     parse_safetensors, require_kind, require_meta, write_safetensors, Source, GRAFT_VERSION, KEY_BACKBONE, KEY_KIND, KEY_VERSION,
 };
 use crate::backbone::BackboneSpec;
@@ -25,6 +26,24 @@ pub const KEY_NUM_CLASSES: &str = "graft.num_classes";
 /// Metadata key saying whether a delta needs its source at inference (`true` or `false`;
 /// absent in older deltas, which all need it).
 pub const KEY_NEEDS_SOURCE: &str = "graft.needs_source";
+
+/// Metadata key: the task a delta was trained for ([`TaskInfo`] as JSON), so that it can
+/// predict on new images with nothing else.
+pub const KEY_TASK: &str = "graft.task";
+
+/// What a delta needs to predict on new images: its task's name and class names, and how the
+/// task fitted images to the backbone input.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskInfo {
+    /// The task's name.
+    pub name: String,
+    /// Class names, indexed by the model's output.
+    pub class_names: Vec<String>,
+    /// How images were fitted to the backbone's input size: `resize` (bilinear) or `pad`
+    /// (centred zero padding), as graft-datasets' `Fit` writes it.
+    pub fit: String,
+}
 
 /// What a fitted task model costs. Reported for every method in every run.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -151,6 +170,7 @@ pub trait TaskModel: Send {
             num_classes: self.num_classes(),
             needs_source: self.needs_source(),
             backbone: self.backbone_spec(),
+            task: None,
             tensors: self.delta_tensors()?,
         })
     }
@@ -178,6 +198,9 @@ pub struct Delta {
     /// The spec of the network the tensors form, for a delta that is a whole network
     /// (stored as `graft.backbone`, like a source's).
     pub backbone: Option<BackboneSpec>,
+    /// The task it was trained for (class names, image fitting), when the writer gave it; the
+    /// harness always does.
+    pub task: Option<TaskInfo>,
     /// The trained tensors.
     pub tensors: ParamMap,
 }
@@ -202,6 +225,9 @@ impl Delta {
         }
         if let Some(spec) = &self.backbone {
             meta.insert(KEY_BACKBONE.into(), serde_json::to_string(spec).expect("spec serialises"));
+        }
+        if let Some(task) = &self.task {
+            meta.insert(KEY_TASK.into(), serde_json::to_string(task).expect("task info serialises"));
         }
         write_safetensors(path, &self.tensors, &meta)?;
         Ok(())
@@ -241,7 +267,19 @@ impl Delta {
                 GraftError::checkpoint(path, format!("metadata '{KEY_BACKBONE}' is not a valid backbone spec: {e}"))
             })?),
         };
-        Ok(Self { method, config, source_hash, num_classes, needs_source, backbone, tensors: file.tensors })
+        let task: Option<TaskInfo> = match file.metadata.get(KEY_TASK) {
+            None => None,
+            Some(json) => Some(serde_json::from_str(json).map_err(|e| {
+                GraftError::checkpoint(path, format!("metadata '{KEY_TASK}' is not a valid task description: {e}"))
+            })?),
+        };
+        if let Some(t) = task.as_ref().filter(|t| t.class_names.len() != num_classes) {
+            return Err(GraftError::checkpoint(
+                path,
+                format!("metadata '{KEY_TASK}' names {} classes but '{KEY_NUM_CLASSES}' is {num_classes}", t.class_names.len()),
+            ));
+        }
+        Ok(Self { method, config, source_hash, num_classes, needs_source, backbone, task, tensors: file.tensors })
     }
 
     /// Checks the delta was made on `source` by `method`.
@@ -255,7 +293,7 @@ impl Delta {
         if self.source_hash != source.hash {
             return Err(GraftError::Incompatible(format!(
                 "delta needs source {} but the given source is {}",
-                &self.source_hash[..12.min(self.source_hash.len())],
+                abbrev(&self.source_hash, 12),
                 source.short_hash()
             )));
         }

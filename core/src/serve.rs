@@ -26,7 +26,7 @@ impl<'a> SharedServing<'a> {
                 return Err(GraftError::Incompatible(format!(
                     "task model {i} ({}) was fitted on source {}, not {}",
                     m.method(),
-                    &m.source_hash()[..12.min(m.source_hash().len())],
+                    crate::checkpoint::abbrev(m.source_hash(), 12),
                     source.short_hash()
                 )));
             }

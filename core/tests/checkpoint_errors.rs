@@ -7,7 +7,7 @@ use graft_core::checkpoint::{
     self, write_atomic, write_safetensors, GRAFT_VERSION, KEY_BACKBONE, KEY_KIND, KEY_PROVENANCE, KEY_VERSION,
 };
 use graft_core::init::SeededRng;
-use graft_core::{Backbone, Delta, GraftError, ParamMap, Provenance, Source};
+use graft_core::{Backbone, Delta, GraftError, ParamMap, Provenance, Source, TaskInfo};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -334,6 +334,7 @@ fn delta(src: &Source) -> Delta {
         num_classes: 3,
         needs_source: true,
         backbone: None,
+        task: Some(TaskInfo { name: "t".into(), class_names: vec!["cat".into(), "dog".into(), "eel".into()], fit: "resize".into() }),
         tensors: ParamMap::from([
             ("ksm.mask".to_string(), rng.normal((4, 2), 1.0, &dev).unwrap()),
             ("ksm.bits".to_string(), Tensor::new(&[1u8, 0, 255, 7], &dev).unwrap()),
@@ -355,6 +356,8 @@ fn delta_round_trip_and_check() {
     assert_eq!(back.config, d.config);
     assert_eq!(back.source_hash, d.source_hash);
     assert_eq!(back.num_classes, d.num_classes);
+    assert_eq!(back.task.as_ref().unwrap().class_names, ["cat", "dog", "eel"]);
+    assert_eq!(back.task, d.task);
     assert_same_params(&back.tensors, &d.tensors);
     assert_eq!(back.tensor_bytes(), (8 + 24 + 3) * 4 + 4);
     back.check(&src, "ksm").unwrap();
@@ -407,6 +410,17 @@ fn delta_with_incomplete_metadata_names_the_key() {
     meta.insert("graft.needs_source".into(), "maybe".into());
     write_safetensors(&p, &file.tensors, &meta).unwrap();
     assert_checkpoint_err(&Delta::load(&p, &Device::Cpu).unwrap_err(), &p, &["graft.needs_source", "maybe"]);
+    // The task's class names must be one per output.
+    for (task, needle) in [
+        (r#"{"name":"t","class_names":["a","b"],"fit":"resize"}"#, "names 2 classes but 'graft.num_classes' is 3"),
+        (r#"{"name":"t","class_names":["a","b","c"]}"#, "missing field `fit`"),
+    ] {
+        let p = dir.path().join("bad-task.safetensors");
+        let mut meta = file.metadata.clone();
+        meta.insert("graft.task".into(), task.into());
+        write_safetensors(&p, &file.tensors, &meta).unwrap();
+        assert_checkpoint_err(&Delta::load(&p, &Device::Cpu).unwrap_err(), &p, &["graft.task", needle]);
+    }
 }
 
 #[test]

@@ -24,6 +24,7 @@ pub mod fetch;
 pub mod folder;
 mod gzip;
 pub mod idx;
+pub mod inference;
 pub mod locate;
 pub mod mnist_json;
 pub mod npy;
@@ -44,6 +45,7 @@ pub use fashion::{
 };
 pub use fetch::{fetch, FetchAction, FetchEntry, FetchReport};
 pub use folder::{image_folder_layout, load_image_folder, read_image, FolderDataset, FolderLayout};
+pub use inference::{fitted_image, image_files};
 pub use gzip::{gunzip_at_most, is_gzip, maybe_gunzip};
 pub use locate::{data_dir, locate, status, DataLocation, DatasetStatus};
 pub use mnist_json::load_mnist_json;

@@ -35,6 +35,8 @@ pub enum Command {
     Import(ImportArgs),
     /// Writes a source's backbone as a PyTorch state dict (torchvision layout).
     Export(ExportArgs),
+    /// Predicts the class of your own images with a trained task model.
+    Predict(PredictArgs),
     /// Lists the backbone architectures: example specs, parameters, FLOPs per image and taps.
     Backbones(BackbonesArgs),
     /// Runs a suite: sources × tasks × methods × seeds, appending one JSON line per finished run.
@@ -214,6 +216,51 @@ pub struct ImportArgs {
     /// Where to write the graft source (.safetensors).
     #[arg(long)]
     pub out: PathBuf,
+}
+
+/// How `graft predict` prints its predictions.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum PredictFormat {
+    /// One line per image and prediction: path, class, probability (tab-separated).
+    #[default]
+    Text,
+    /// CSV with a header: image,rank,class,probability.
+    Csv,
+    /// A JSON array: one object per image with its predictions.
+    Json,
+}
+
+/// `graft predict`.
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// Image files (png, jpg, jpeg, bmp) or folders of them.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// The task model's delta file (deltas/... beside a results file).
+    #[arg(long, value_name = "FILE", conflicts_with = "results")]
+    pub delta: Option<PathBuf>,
+    /// Find the delta in this results file by --method, --task and --seed instead.
+    #[arg(long, value_name = "FILE", requires_all = ["method", "task"])]
+    pub results: Option<PathBuf>,
+    /// With --results: the method of the run.
+    #[arg(long)]
+    pub method: Option<String>,
+    /// With --results: the task of the run.
+    #[arg(long)]
+    pub task: Option<String>,
+    /// With --results: the seed of the run (needed when the file has several).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// The source the delta was trained on (a graft source; `graft import` makes one from a
+    /// state dict). Default with --results: the cached source beside the results file.
+    #[arg(long, value_name = "FILE")]
+    pub source: Option<PathBuf>,
+    /// Predictions per image, most probable first.
+    #[arg(long, default_value_t = 1)]
+    pub top: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = PredictFormat::Text)]
+    pub format: PredictFormat,
 }
 
 /// `graft export`.

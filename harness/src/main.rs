@@ -10,6 +10,7 @@ mod import_cmd;
 mod list;
 mod lock;
 mod poe_cmd;
+mod predict_cmd;
 mod pretrain_cmd;
 mod runner;
 mod serve_bench_cmd;
@@ -76,6 +77,7 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Pretrain(args)) => pretrain_cmd::run(&args, &data_dir()?),
         Some(Command::Import(args)) => import_cmd::import(&args),
         Some(Command::Export(args)) => import_cmd::export(&args),
+        Some(Command::Predict(args)) => predict_cmd::run(&args),
         Some(Command::Backbones(args)) => {
             print!("{}", backbones_cmd::render(&args)?);
             Ok(())

@@ -2,6 +2,7 @@
 //! best mean accuracy in bold.
 
 use crate::results::RunRecord;
+use graft_core::checkpoint::abbrev;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
@@ -169,7 +170,7 @@ pub fn render(records: &[RunRecord], method_order: &[&str]) -> String {
                 .map(|r| {
                     r.git_commit
                         .as_deref()
-                        .map(|c| c[..c.len().min(10)].to_string())
+                        .map(|c| abbrev(c, 10).to_string())
                         .unwrap_or_else(|| "unknown".into())
                 })
                 .collect();
@@ -191,7 +192,7 @@ pub fn render(records: &[RunRecord], method_order: &[&str]) -> String {
         let _ = writeln!(out, "## {source} → {task}\n");
         let hashes: BTreeSet<&str> = recs
             .iter()
-            .map(|r| &r.source_hash[..r.source_hash.len().min(12)])
+            .map(|r| abbrev(&r.source_hash, 12))
             .collect();
         let _ = writeln!(
             out,
@@ -393,6 +394,18 @@ pub(crate) mod tests {
     use graft_core::Footprint;
 
     /// A run record with 4 epochs of 0.25 s each and no validation accuracy.
+    #[test]
+    fn hashes_and_commits_of_any_text_are_shortened_without_panicking() {
+        // Found by the `results` fuzz target: a multi-byte character across the 10th byte of
+        // a commit made the report slice inside it.
+        let mut r = rec("linear-probe", 0, 0.5);
+        r.git_commit = Some("12345678\u{20ac}9abcdef".into());
+        r.source_hash = "\u{e9}".repeat(20);
+        let md = render(&[r], &["linear-probe"]);
+        assert!(md.contains("12345678\u{20ac}9"), "{md}");
+        assert!(md.contains(&"\u{e9}".repeat(12)), "{md}");
+    }
+
     pub(crate) fn rec(method: &str, seed: u64, acc: f32) -> RunRecord {
         RunRecord {
             key: format!("s/t/{method}/s{seed}/h"),

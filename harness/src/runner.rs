@@ -8,11 +8,11 @@ use crate::sequence::{sequences_path, step_key, SequenceRecord, TaskAccuracy};
 use crate::suite::{SourceEntry, Suite};
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{Device, Tensor};
-use graft_core::checkpoint::{sha256_hex, write_atomic, GRAFT_VERSION};
+use graft_core::checkpoint::{abbrev, sha256_hex, write_atomic, GRAFT_VERSION};
 use graft_core::train::{accuracy, CurvePoint, EpochMetrics, Split};
 use graft_core::import::source_from_checkpoint;
 use graft_core::torch_io::ImportOptions;
-use graft_core::{Delta, FitContext, Source, Task, TaskModel};
+use graft_core::{Delta, FitContext, Source, Task, TaskInfo, TaskModel};
 use graft_datasets::{Dataset, DatasetRef, TaskSpec};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -516,7 +516,7 @@ impl Runner<'_> {
         })?;
         let mut diffs = source_mismatch(entry, task, &source);
         if let Some(recorded) = self.recorded_hashes.get(&entry.name).filter(|h| !h.contains(&source.hash)) {
-            let short: Vec<&str> = recorded.iter().map(|h| &h[..12.min(h.len())]).collect();
+            let short: Vec<&str> = recorded.iter().map(|h| abbrev(h, 12)).collect();
             diffs.push(format!(
                 "its content hashes to {} but the runs recorded in {} were made with {} (the file was damaged or replaced)",
                 source.short_hash(),
@@ -596,7 +596,7 @@ impl Runner<'_> {
         }
         let source = imported.source;
         if let Some(recorded) = self.recorded_hashes.get(&entry.name).filter(|h| !h.contains(&source.hash)) {
-            let short: Vec<&str> = recorded.iter().map(|h| &h[..12.min(h.len())]).collect();
+            let short: Vec<&str> = recorded.iter().map(|h| abbrev(h, 12)).collect();
             bail!(
                 "source '{}': {} now gives source {} but the runs recorded in {} were made with {}: the file changed; \
                  restore it, or record the new file's runs under another source name or results file",
@@ -743,9 +743,14 @@ impl Runner<'_> {
         // Recorded relative to the results file's folder, so the folder can be moved whole.
         let delta_rel = PathBuf::from("deltas").join(format!("{}.safetensors", entry.key));
         let delta_path = self.results_dir.join(&delta_rel);
-        model
-            .save(&delta_path)
-            .with_context(|| format!("saving the delta to {}", delta_path.display()))?;
+        // With its task's class names and image fitting, so that it can predict on its own.
+        let mut delta = model.delta()?;
+        delta.task = Some(TaskInfo {
+            name: task.name.clone(),
+            class_names: task.class_names.clone(),
+            fit: self.suite.tasks[entry.task].spec.fit.to_string(),
+        });
+        delta.save(&delta_path).with_context(|| format!("saving the delta to {}", delta_path.display()))?;
         let (reload_identical, reload_max_abs_diff, reload_error) =
             match reload_check(source, &delta_path, &self.device, test_x, &logits) {
                 Ok((same, diff)) => (same, Some(diff), None),

@@ -135,6 +135,53 @@ fn a_suite_trains_and_tests_on_an_image_folder_of_png_files() {
     // Trousers, sneakers and bags are far apart: well above the 1/3 of chance.
     let acc = r["test_accuracy"].as_f64().unwrap();
     assert!(acc > 0.8, "test accuracy {acc}");
+
+    // graft predict on the test folder's PNG files, the delta found by method and task: its
+    // predictions, scored against the folder names, are the run's test accuracy exactly.
+    let out = graft(
+        dir.path(),
+        &["predict", "--results", "results/own.jsonl", "--method", "linear-probe", "--task", "own-task", "--format", "csv", "images/test"],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let rows: Vec<Vec<&str>> = stdout.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 90);
+    let correct = rows.iter().filter(|r| Path::new(r[0]).parent().unwrap().file_name().unwrap().to_str() == Some(r[2])).count();
+    assert_eq!(correct as f32 / 90.0, r["test_accuracy"].as_f64().unwrap() as f32, "{stdout}");
+    assert!(rows.iter().all(|r| r[1] == "1" && (0.0..=1.0).contains(&r[3].parse::<f32>().unwrap())));
+
+    // The same delta by path, top 3 as JSON: the probabilities of the three classes sum to 1.
+    let delta = format!("results/{}", r["delta_path"].as_str().unwrap());
+    let out = graft(
+        dir.path(),
+        &["predict", "--delta", &delta, "--source", "results/sources/own-src.safetensors", "--top", "3", "--format", "json", "images/test/bag/"],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let all: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(all.len(), 30);
+    for p in &all {
+        let preds = p["predictions"].as_array().unwrap();
+        let total: f64 = preds.iter().map(|q| q["probability"].as_f64().unwrap()).sum();
+        assert!((total - 1.0).abs() < 1e-5, "{p}");
+        let mut names: Vec<&str> = preds.iter().map(|q| q["class"].as_str().unwrap()).collect();
+        names.sort();
+        assert_eq!(names, ["bag", "sneaker", "trouser"]);
+    }
+}
+
+#[test]
+fn predict_names_what_it_cannot_use() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "hello").unwrap();
+    let out = graft(dir.path(), &["predict", "--delta", "missing.safetensors", "notes.txt"]);
+    assert!(!out.status.success());
+    assert!(text(&out).1.contains("missing.safetensors"), "{}", text(&out).1);
+    std::fs::write(dir.path().join("r.jsonl"), "").unwrap();
+    let out = graft(dir.path(), &["predict", "--results", "r.jsonl", "--method", "linear-probe", "--task", "t", "x.png"]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("r.jsonl has no run of method 'linear-probe' on task 't'"), "{stderr}");
 }
 
 #[test]
