@@ -47,7 +47,7 @@ pub use fetch::{fetch, FetchAction, FetchEntry, FetchReport};
 pub use folder::{image_folder_layout, load_image_folder, read_image, FolderDataset, FolderLayout};
 pub use inference::{fitted_image, image_files};
 pub use gzip::{gunzip_at_most, is_gzip, maybe_gunzip};
-pub use locate::{data_dir, locate, status, DataLocation, DatasetStatus};
+pub use locate::{data_dir, locate, status, test_data_dir, DataLocation, DatasetStatus};
 pub use mnist_json::load_mnist_json;
 pub use npy::{
     load_npy, npy_images, npy_labels, parse_npy, parse_npy_header, read_npy, NpyArray, NpyData,

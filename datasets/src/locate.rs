@@ -58,6 +58,13 @@ impl fmt::Display for DataLocation {
     }
 }
 
+/// The committed slices of the real datasets (`datasets/testdata`: the first 1,200 training and
+/// 1,000 test images of Fashion-MNIST, 2 images per MNIST digit file, in their native formats),
+/// usable as a data directory: tests build tasks from them on any machine, with nothing fetched.
+pub fn test_data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata")
+}
+
 /// The directories searched for `dataset`, in order (empty for the embedded digits).
 pub fn candidate_dirs(dataset: DatasetName, data_dir: &Path) -> Vec<PathBuf> {
     match dataset {

@@ -372,6 +372,11 @@ fn decode<const N: usize, T>(data: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
 
 /// Reads a `.npy` file (see [`parse_npy`]).
 pub fn read_npy(path: &Path) -> Result<NpyArray> {
+    // A device or pipe (`/dev/zero`) would be read forever.
+    let meta = std::fs::metadata(path).map_err(|e| DatasetError::io(path, e))?;
+    if !meta.is_file() {
+        return Err(npy_error(&path.display().to_string(), "is not a regular file".to_string()));
+    }
     let bytes = std::fs::read(path).map_err(|e| DatasetError::io(path, e))?;
     parse_npy(&bytes, &path.display().to_string())
 }

@@ -1,13 +1,12 @@
 //! Image folders (torchvision's `ImageFolder` layout) and NumPy `.npy` files.
 //!
-//! The image-folder tests write real Fashion-MNIST test images as PNG and JPEG files. Like
-//! `tests/real_data.rs`, they fail (never skip) when Fashion-MNIST is missing, with a message
-//! saying to run `graft data fetch`; CI installs the data before running them. The `.npy` files
-//! are built byte by byte here, following the format's specification.
+//! The image-folder tests write real Fashion-MNIST test images (from the committed slice,
+//! `datasets/testdata`) as PNG and JPEG files. The `.npy` files are built byte by byte here,
+//! following the format's specification.
 
 use graft_datasets::idx::{read_idx_images, read_idx_labels, IdxImages};
 use graft_datasets::{
-    data_dir, load_image_folder, load_npy, locate, parse_npy, read_image, DataLocation,
+    load_image_folder, load_npy, locate, parse_npy, read_image, test_data_dir, DataLocation,
     DatasetName, NpyData,
 };
 use image::{GrayImage, ImageBuffer, ImageFormat, Luma, RgbImage, RgbaImage};
@@ -22,7 +21,7 @@ use std::sync::OnceLock;
 fn fashion_test() -> &'static (IdxImages, Vec<u8>) {
     static DATA: OnceLock<(IdxImages, Vec<u8>)> = OnceLock::new();
     DATA.get_or_init(|| {
-        let data = data_dir().unwrap_or_else(|e| panic!("{e}"));
+        let data = test_data_dir();
         let dir = match locate(DatasetName::FashionMnist, &data).unwrap_or_else(|e| panic!("{e}")) {
             DataLocation::Dir(d) => d,
             DataLocation::Embedded => panic!("Fashion-MNIST is not embedded"),
@@ -37,7 +36,7 @@ fn fashion_test() -> &'static (IdxImages, Vec<u8>) {
         };
         let images = read_idx_images(&file("t10k-images-idx3-ubyte")).unwrap();
         let labels = read_idx_labels(&file("t10k-labels-idx1-ubyte")).unwrap();
-        assert_eq!((images.count, images.rows, images.cols), (10_000, 28, 28));
+        assert_eq!((images.count, images.rows, images.cols), (1_000, 28, 28));
         (images, labels)
     })
 }

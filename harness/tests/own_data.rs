@@ -1,18 +1,19 @@
 //! Your own data through the command line: an image folder of real Fashion-MNIST images written
 //! as PNG files and NumPy arrays of the same images, used by a suite for both the source's
-//! pretraining and the target task. Fails (never skips) when Fashion-MNIST is missing; CI
-//! installs it before the tests.
+//! pretraining and the target task. The images come from the committed slice of Fashion-MNIST
+//! (`datasets/testdata`), so nothing needs to be fetched.
 
 mod common;
 
 use common::{graft, read_lines, text, write_suite};
 use graft_datasets::idx::{read_idx_images, read_idx_labels, IdxImages};
-use graft_datasets::{data_dir, locate, DataLocation, DatasetName};
+use graft_datasets::{locate, test_data_dir, DataLocation, DatasetName};
 use std::path::Path;
 
-/// Fashion-MNIST's test split (10,000 images), read with the library's IDX reader.
+/// Fashion-MNIST's test images (the committed slice's first 1,000), read with the library's IDX
+/// reader.
 fn fashion_test() -> (IdxImages, Vec<u8>) {
-    let data = data_dir().unwrap();
+    let data = test_data_dir();
     let DataLocation::Dir(dir) = locate(DatasetName::FashionMnist, &data).unwrap_or_else(|e| panic!("{e}")) else {
         panic!("Fashion-MNIST is not embedded")
     };
