@@ -337,6 +337,10 @@ pub struct RunArgs {
     /// filesystem give each shard its own --results; `graft report` merges the files.
     #[arg(long, value_name = "i/n")]
     pub shard: Option<String>,
+    /// Where pretrained sources are cached (default: `sources/` beside the results file). Give
+    /// the same folder to share sources between results files.
+    #[arg(long, value_name = "DIR")]
+    pub sources: Option<PathBuf>,
     /// Draw progress bars (default: when stderr is a terminal).
     #[arg(long, overrides_with = "no_progress")]
     pub progress: bool,

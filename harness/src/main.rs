@@ -124,6 +124,7 @@ fn run_cmd(args: &RunArgs, data_dir: &Path) -> Result<()> {
     let suite = suite::Suite::load(&args.suite)?;
     let opts = runner::RunOptions {
         results: suite.results_path(args.results.as_deref()),
+        sources: args.sources.clone(),
         shard,
         progress: cli::progress_enabled(args.progress, args.no_progress),
         data_dir: data_dir.to_path_buf(),
@@ -136,6 +137,7 @@ fn quick(data_dir: &Path) -> Result<()> {
     let suite = suite::Suite::parse(QUICK_SUITE, "harness/suites/quick.toml (embedded)")?;
     let opts = runner::RunOptions {
         results: suite.results_path(None),
+        sources: None,
         shard: None,
         progress: cli::progress_enabled(false, false),
         data_dir: data_dir.to_path_buf(),

@@ -63,8 +63,11 @@ impl fmt::Display for Shard {
 /// How to run a suite.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
-    /// The results file (JSONL) to append to; its folder also holds `sources/` and `deltas/`.
+    /// The results file (JSONL) to append to; its folder also holds `deltas/` (and `sources/`
+    /// unless `sources` says otherwise).
     pub results: PathBuf,
+    /// Where pretrained sources are cached (`None`: `sources/` beside the results file).
+    pub sources: Option<PathBuf>,
     /// Only this shard of the grid.
     pub shard: Option<Shard>,
     /// Draw training progress bars.
@@ -475,7 +478,7 @@ impl Runner<'_> {
     }
 
     fn source_paths(&self, entry: &SourceEntry) -> (PathBuf, PathBuf) {
-        let dir = self.results_dir.join("sources");
+        let dir = self.opts.sources.clone().unwrap_or_else(|| self.results_dir.join("sources"));
         (
             dir.join(format!("{}.safetensors", entry.name)),
             dir.join(format!("{}.json", entry.name)),
@@ -623,6 +626,19 @@ impl Runner<'_> {
         let entry = self.suite.sources[si].clone();
         let (path, sidecar) = self.source_paths(&entry);
         let task = self.build_task(entry.pretraining_task()?, entry.input_shape())?;
+        // A cache of the same name beside the suite's own results file is not this run's cache:
+        // say so, rather than silently pretraining a second source under the same name.
+        let default_cache = self.suite.results_path(None).parent().map(|d| d.join("sources").join(format!("{}.safetensors", entry.name)));
+        if let Some(other) = default_cache.filter(|p| p.exists() && *p != path && self.opts.sources.is_none()) {
+            eprintln!(
+                "source {}: {} exists but this run caches sources beside {}; pretraining another. \
+                 Pass --sources {} to use that cache instead.",
+                entry.name,
+                other.display(),
+                self.opts.results.display(),
+                other.parent().map_or(String::new(), |d| d.display().to_string())
+            );
+        }
         eprintln!(
             "source {}: pretraining {} on {} ({} train images, {} epochs)",
             entry.name,

@@ -453,3 +453,24 @@ fn tli_match_and_scores_print_tables_and_reject_bad_input_writing_nothing() {
     after.retain(|n| n != "junk.safetensors");
     assert_eq!(before, after, "tli commands wrote files");
 }
+
+#[test]
+fn the_source_cache_is_named_when_results_go_elsewhere_and_can_be_shared() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = write_suite(dir.path(), &tiny_suite("[0]", DIGITS_5TO9));
+    let s = suite.to_str().unwrap();
+    let out = graft(dir.path(), &["run", s, "--no-progress"]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert!(dir.path().join("results/sources/d04.safetensors").exists());
+    // Elsewhere: the existing cache is named, and not silently reused or overwritten.
+    let out = graft(dir.path(), &["run", s, "--results", "other/r.jsonl", "--no-progress"]);
+    let (_, err) = text(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("results/sources/d04.safetensors exists") && err.contains("--sources"), "{err}");
+    // Shared on purpose: no pretraining.
+    let out = graft(dir.path(), &["run", s, "--results", "third/r.jsonl", "--sources", "results/sources", "--no-progress"]);
+    let (stdout, err) = text(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("pretraining") && stdout.contains("reusing results/sources/d04.safetensors"), "{stdout}\n{err}");
+    assert!(!dir.path().join("third/sources").exists());
+}
