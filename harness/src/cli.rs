@@ -347,6 +347,23 @@ pub struct RunArgs {
     /// Never draw progress bars.
     #[arg(long, overrides_with = "progress")]
     pub no_progress: bool,
+    /// Print only failures and the summary (no per-run or per-epoch lines).
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print a line per epoch even when progress bars are drawn.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+/// How much `graft run` prints besides failures and the summary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verbosity {
+    /// Nothing else (`-q`).
+    Quiet,
+    /// A line per run, and a line per epoch when no progress bar is drawn (the default).
+    Normal,
+    /// A line per epoch always (`-v`).
+    Verbose,
 }
 
 /// `graft report`.

@@ -125,6 +125,11 @@ fn run_cmd(args: &RunArgs, data_dir: &Path) -> Result<()> {
     let opts = runner::RunOptions {
         results: suite.results_path(args.results.as_deref()),
         sources: args.sources.clone(),
+        verbosity: match (args.quiet, args.verbose) {
+            (true, _) => cli::Verbosity::Quiet,
+            (_, true) => cli::Verbosity::Verbose,
+            _ => cli::Verbosity::Normal,
+        },
         shard,
         progress: cli::progress_enabled(args.progress, args.no_progress),
         data_dir: data_dir.to_path_buf(),
@@ -138,6 +143,7 @@ fn quick(data_dir: &Path) -> Result<()> {
     let opts = runner::RunOptions {
         results: suite.results_path(None),
         sources: None,
+        verbosity: cli::Verbosity::Normal,
         shard: None,
         progress: cli::progress_enabled(false, false),
         data_dir: data_dir.to_path_buf(),

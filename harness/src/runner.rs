@@ -1,6 +1,7 @@
 //! Running a suite: the grid (sources × tasks × methods × seeds), sharding, resume, the source
 //! cache, and one fit → evaluate → save → reload-check → record cycle per run.
 
+use crate::cli::Verbosity;
 use crate::lock::ResultsLock;
 use crate::report::human_count;
 use crate::results::{self, ResultsWriter, RunRecord};
@@ -68,6 +69,8 @@ pub struct RunOptions {
     pub results: PathBuf,
     /// Where pretrained sources are cached (`None`: `sources/` beside the results file).
     pub sources: Option<PathBuf>,
+    /// How much to print per run and per epoch.
+    pub verbosity: Verbosity,
     /// Only this shard of the grid.
     pub shard: Option<Shard>,
     /// Draw training progress bars.
@@ -321,13 +324,21 @@ pub fn run_suite(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
 
     let mut writer = ResultsWriter::open(&opts.results)?;
     let total = pending.len();
+    let started = Instant::now();
     for (k, entry) in pending.into_iter().enumerate() {
-        eprintln!("[{}/{total}] {}", k + 1, entry.key);
+        if opts.verbosity > Verbosity::Quiet {
+            // The suite's ETA from the mean time of the runs finished so far.
+            let eta = (k > 0).then(|| started.elapsed().as_secs_f64() / k as f64 * (total - k) as f64);
+            eprintln!("[{}/{total}] {}{}", k + 1, entry.key, eta.map_or(String::new(), |s| format!("  (suite ETA {})", human_seconds(s))));
+        }
         match runner.run_entry(entry) {
             Ok(record) => {
                 writer.append(&record)?;
                 finished.push(record.clone());
                 summary.done += 1;
+                if opts.verbosity == Verbosity::Quiet {
+                    continue;
+                }
                 println!(
                     "done {}  test acc {:.4}  params {}  {:.1}s{}",
                     record.key,
@@ -728,7 +739,19 @@ impl Runner<'_> {
         let mut curve: Vec<CurvePoint> = Vec::new();
         let start = Instant::now();
         let model = {
-            let mut on_epoch = |m: &EpochMetrics| epochs.push(m.clone());
+            // One line per epoch where no bar shows progress (a scheduler's log, say).
+            let log_epochs = match self.opts.verbosity {
+                Verbosity::Quiet => false,
+                Verbosity::Normal => !self.opts.progress,
+                Verbosity::Verbose => true,
+            };
+            let planned = method.config_json()["train"]["epochs"].as_u64();
+            let mut on_epoch = |m: &EpochMetrics| {
+                if log_epochs {
+                    eprintln!("{}", epoch_line(&entry.key, m, planned));
+                }
+                epochs.push(m.clone())
+            };
             let mut on_curve = |p: &CurvePoint| curve.push(p.clone());
             let mut ctx = FitContext::new(self.device.clone(), entry.seed);
             ctx.progress = self.opts.progress;
@@ -914,6 +937,36 @@ fn entry_differences(stored: &SourceEntry, want: &SourceEntry) -> Vec<String> {
     diffs
 }
 
+/// A log line for one finished epoch of run `key`: loss, accuracies, time and the run's ETA when
+/// its planned epochs are known.
+fn epoch_line(key: &str, m: &EpochMetrics, planned: Option<u64>) -> String {
+    let done = m.epoch + 1;
+    let mut line = match planned {
+        Some(p) => format!("{key} epoch {done}/{p}"),
+        None => format!("{key} epoch {done}"),
+    };
+    line.push_str(&format!("  loss {:.4}  train acc {:.4}", m.train_loss, m.train_acc));
+    if let Some(v) = m.val_acc {
+        line.push_str(&format!("  val acc {v:.4}"));
+    }
+    line.push_str(&format!("  {:.1}s", m.elapsed_sec));
+    if let Some(p) = planned.filter(|&p| p > done as u64) {
+        let eta = f64::from(m.elapsed_sec) / done as f64 * (p - done as u64) as f64;
+        line.push_str(&format!("  ETA {}", human_seconds(eta)));
+    }
+    line
+}
+
+/// Seconds as `42s`, `3m07s` or `1h05m`.
+fn human_seconds(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
 /// Differences between a cached source checkpoint and the suite's entry (spec and provenance).
 fn source_mismatch(entry: &SourceEntry, task: &TaskSpec, source: &Source) -> Vec<String> {
     let spec = source.backbone.spec();
@@ -1007,6 +1060,16 @@ mod tests {
             d[0].starts_with("train.lr: was 0.1") && d[1].starts_with("seed: was 0"),
             "{d:?}"
         );
+    }
+
+    #[test]
+    fn epoch_lines_give_the_runs_eta_from_its_mean_epoch() {
+        let m = EpochMetrics { epoch: 1, train_loss: 0.5, train_acc: 0.75, val_acc: Some(0.8), lr_factor: 1.0, images_per_sec: 10.0, elapsed_sec: 30.0 };
+        // 2 of 10 epochs in 30 s: 8 more at 15 s each.
+        assert_eq!(epoch_line("k", &m, Some(10)), "k epoch 2/10  loss 0.5000  train acc 0.7500  val acc 0.8000  30.0s  ETA 2m00s");
+        assert_eq!(epoch_line("k", &EpochMetrics { val_acc: None, ..m.clone() }, None), "k epoch 2  loss 0.5000  train acc 0.7500  30.0s");
+        assert_eq!(epoch_line("k", &m, Some(2)), "k epoch 2/2  loss 0.5000  train acc 0.7500  val acc 0.8000  30.0s");
+        assert_eq!((human_seconds(59.4), human_seconds(187.0), human_seconds(3900.0)), ("59s".into(), "3m07s".into(), "1h05m".into()));
     }
 
     #[test]

@@ -474,3 +474,21 @@ fn the_source_cache_is_named_when_results_go_elsewhere_and_can_be_shared() {
     assert!(!err.contains("pretraining") && stdout.contains("reusing results/sources/d04.safetensors"), "{stdout}\n{err}");
     assert!(!dir.path().join("third/sources").exists());
 }
+
+#[test]
+fn without_a_terminal_each_epoch_is_a_log_line_and_quiet_prints_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = write_suite(dir.path(), &tiny_suite("[0, 1]", DIGITS_5TO9));
+    let s = suite.to_str().unwrap();
+    let out = graft(dir.path(), &["run", s, "--no-progress"]);
+    let (stdout, err) = text(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("d04/digits-5to9/linear-probe/s0/df5087ec epoch 1/1  loss "), "{err}");
+    assert!(err.contains("[2/2] d04/digits-5to9/linear-probe/s1/df5087ec  (suite ETA "), "{err}");
+    assert!(stdout.contains("done d04/digits-5to9/linear-probe/s1"), "{stdout}");
+    let out = graft(dir.path(), &["run", s, "--results", "q/r.jsonl", "-q"]);
+    let (stdout, err) = text(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains(" epoch ") && !err.contains("[1/2]") && !stdout.contains("done "), "{stdout}\n{err}");
+    assert_eq!(read_lines(&dir.path().join("q/r.jsonl")).0.len(), 2);
+}
