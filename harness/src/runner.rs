@@ -114,6 +114,9 @@ pub fn grid(suite: &Suite) -> Result<Vec<GridEntry>> {
         let hash = sha256_hex(canonical_json(&config).as_bytes())[..8].to_string();
         configs.insert(m.as_str(), (config, hash));
     }
+    for source in &suite.sources {
+        check_names_against_source(suite, source, &configs)?;
+    }
     let mut out = Vec::new();
     for (si, source) in suite.sources.iter().enumerate() {
         for (ti, task) in suite.tasks.iter().enumerate() {
@@ -144,6 +147,47 @@ pub fn grid(suite: &Suite) -> Result<Vec<GridEntry>> {
         }
     }
     Ok(out)
+}
+
+/// Checks, before anything is trained, that the taps (`taps = [...]`) and convolutions
+/// (`<key> = { only = [...] }`, e.g. KSM's `layers`) each method's config names exist in `source`'s architecture
+/// (read from its description; nothing is allocated). Which of them a method accepts is the
+/// method's to check when it fits.
+fn check_names_against_source(suite: &Suite, source: &SourceEntry, configs: &HashMap<&str, (serde_json::Value, String)>) -> Result<()> {
+    let spec = source.backbone_spec(1);
+    let (units, layers) = graft_core::Backbone::describe(&spec)
+        .with_context(|| format!("suite {}: source '{}'", suite.origin, source.name))?;
+    let taps: Vec<&str> = units.iter().map(|u| u.tap.as_str()).collect();
+    let convs: Vec<&str> = layers
+        .iter()
+        .filter(|l| matches!(l.kind, graft_core::backbone::LayerKind::Conv(_)))
+        .map(|l| l.name.as_str())
+        .collect();
+    for method in &suite.methods {
+        let config = &configs[method.as_str()].0;
+        let names = |v: &serde_json::Value| -> Vec<String> {
+            v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default()
+        };
+        // A conv choice is `{ only = [...] }` under whatever key the method gives it.
+        let mut checks = vec![("taps".to_string(), names(&config["taps"]), &taps)];
+        for (key, value) in config.as_object().into_iter().flatten() {
+            if let Some(only) = value.get("only") {
+                checks.push((format!("{key}.only"), names(only), &convs));
+            }
+        }
+        for (key, named, known) in checks {
+            if let Some(bad) = named.iter().find(|n| !known.contains(&n.as_str())) {
+                bail!(
+                    "suite {}: [method_configs.{method}] `{key}` names '{bad}', which {} (source '{}') does not have; it has: {}",
+                    suite.origin,
+                    spec.id(),
+                    source.name,
+                    known.join(", ")
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Compact JSON with object keys sorted at every level, so a config's hash does not depend on
@@ -1060,6 +1104,22 @@ mod tests {
             d[0].starts_with("train.lr: was 0.1") && d[1].starts_with("seed: was 0"),
             "{d:?}"
         );
+    }
+
+    #[test]
+    fn every_committed_suite_loads_and_names_only_taps_and_convs_its_sources_have() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files: Vec<PathBuf> = vec![root.join("suites/quick.toml"), root.join("../fuzz/seed-suite.toml")];
+        for dir in std::fs::read_dir(root.join("experiments")).unwrap() {
+            for f in std::fs::read_dir(dir.unwrap().path()).unwrap() {
+                files.push(f.unwrap().path());
+            }
+        }
+        assert!(files.len() > 20, "{files:?}");
+        for f in files {
+            let suite = Suite::load(&f).unwrap_or_else(|e| panic!("{}: {e:#}", f.display()));
+            grid(&suite).unwrap_or_else(|e| panic!("{}: {e:#}", f.display()));
+        }
     }
 
     #[test]

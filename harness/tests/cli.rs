@@ -492,3 +492,21 @@ fn without_a_terminal_each_epoch_is_a_log_line_and_quiet_prints_none() {
     assert!(!err.contains(" epoch ") && !err.contains("[1/2]") && !stdout.contains("done "), "{stdout}\n{err}");
     assert_eq!(read_lines(&dir.path().join("q/r.jsonl")).0.len(), 2);
 }
+
+#[test]
+fn a_tap_or_conv_the_source_lacks_is_named_before_anything_is_trained() {
+    let dir = tempfile::tempdir().unwrap();
+    for (method, config, bad) in [
+        ("snow", "taps = [\"stage1.block0\", \"stage9.block0\"]", "stage9.block0"),
+        ("ksm", "layers = { only = [\"layer1.0.conv1\", \"layer7.0.conv1\"] }", "layer7.0.conv1"),
+    ] {
+        let body = tiny_suite("[0]", DIGITS_5TO9).replace(r#"methods = ["linear-probe"]"#, &format!(r#"methods = ["linear-probe", "{method}"]"#))
+            + &format!("\n[method_configs.{method}]\n{config}\n");
+        let suite = write_suite(dir.path(), &body);
+        let out = graft(dir.path(), &["run", suite.to_str().unwrap(), "--no-progress"]);
+        let (stdout, err) = text(&out);
+        assert!(!out.status.success(), "{stdout}");
+        assert!(err.contains(&format!("[method_configs.{method}]")) && err.contains(bad) && err.contains("resnet-cifar-8-w2"), "{err}");
+        assert!(!err.contains("pretraining") && !dir.path().join("results/sources").exists(), "{err}");
+    }
+}
