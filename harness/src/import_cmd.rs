@@ -2,8 +2,7 @@
 
 use crate::cli::{ExportArgs, ImportArgs};
 use crate::pretrain_cmd::parse_input;
-use crate::suite::{IMAGENET_MEAN, IMAGENET_STD};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use candle_core::Device;
 use graft_core::backbone::{Arch, BackboneSpec, InputSpec};
 use graft_core::import::source_from_checkpoint;
@@ -14,21 +13,8 @@ use graft_core::Source;
 pub fn import(args: &ImportArgs) -> Result<()> {
     let arch: Arch = args.arch.parse().with_context(|| "--arch")?;
     let (c, h, w) = parse_input(&args.input)?;
-    let mut input = InputSpec::new(c, h, w);
-    if c == 3 {
-        (input.mean, input.std) = (IMAGENET_MEAN.to_vec(), IMAGENET_STD.to_vec());
-    }
-    for (flag, given, into) in [("--mean", &args.mean, &mut input.mean), ("--std", &args.std, &mut input.std)] {
-        if let Some(v) = given {
-            if v.len() != c {
-                bail!("{flag} has {} values for {c} input channels", v.len());
-            }
-            *into = v.clone();
-        }
-    }
-    if input.std.iter().any(|&s| s <= 0.0) {
-        bail!("--std: every value must be positive");
-    }
+    let input = InputSpec::imported(c, h, w, args.mean.as_deref(), args.std.as_deref())
+        .map_err(|(key, problem)| anyhow::anyhow!("--{key} {problem}"))?;
     let spec = BackboneSpec { arch, input, num_classes: args.num_classes.unwrap_or(0) };
     let opts = ImportOptions { strict: !args.non_strict, strip_prefix: args.strip_prefix.clone(), seed: 0 };
     let imported = source_from_checkpoint(&args.state_dict, &spec, &opts, &Device::Cpu)?;

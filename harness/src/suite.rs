@@ -115,15 +115,12 @@ impl SourceEntry {
     /// ImageNet's for 3 channels and 0.5 otherwise.
     pub fn backbone_spec(&self, num_classes: usize) -> BackboneSpec {
         let (c, h, w) = self.input_shape();
-        let mut input = InputSpec::new(c, h, w);
-        if self.checkpoint.is_some() {
-            if c == 3 {
-                input.mean = IMAGENET_MEAN.to_vec();
-                input.std = IMAGENET_STD.to_vec();
-            }
-            input.mean = self.mean.clone().unwrap_or(input.mean);
-            input.std = self.std.clone().unwrap_or(input.std);
-        }
+        let input = if self.checkpoint.is_some() {
+            InputSpec::imported(c, h, w, self.mean.as_deref(), self.std.as_deref())
+                .expect("mean and std are checked when the suite is loaded")
+        } else {
+            InputSpec::new(c, h, w)
+        };
         BackboneSpec { arch: self.arch.clone(), input, num_classes }
     }
 
@@ -149,24 +146,12 @@ impl SourceEntry {
             }
             (None, Some(_)) => {}
         }
-        for (key, v) in [("mean", &self.mean), ("std", &self.std)] {
-            if let Some(v) = v {
-                if v.len() != self.input[0] {
-                    return Err(format!("key `{key}` has {} values for {} input channels", v.len(), self.input[0]));
-                }
-            }
-        }
-        if self.std.as_ref().is_some_and(|s| s.iter().any(|&x| x <= 0.0)) {
-            return Err("key `std`: every value must be positive".into());
-        }
-        Ok(())
+        let (c, h, w) = self.input_shape();
+        InputSpec::imported(c, h, w, self.mean.as_deref(), self.std.as_deref())
+            .map(|_| ())
+            .map_err(|(key, problem)| format!("key `{key}` {problem}"))
     }
 }
-
-/// ImageNet's per-channel mean, which torchvision's and timm's pretrained models expect.
-pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-/// ImageNet's per-channel standard deviation.
-pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// An architecture written as an id (`"resnet-cifar-8-w16"`) or as a table.
 fn arch_id_or_table<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Arch, D::Error> {

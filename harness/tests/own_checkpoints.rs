@@ -61,6 +61,22 @@ fn import_gives_pytorchs_logits_and_export_gives_back_the_same_weights() {
 }
 
 #[test]
+fn normalisation_that_does_not_fit_the_input_is_named_by_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = fixture("wrn_10_1.safetensors");
+    let w = weights.to_str().unwrap();
+    for (flag, value, needle) in [("--mean", "0.5,0.5", "--mean has 2 values for 3 input channels"), ("--std", "0.2,0,0.2", "--std must be positive in every channel")] {
+        let out = graft(dir.path(), &["import", w, "--arch", "wrn-10-1", "--input", "3x20x20", flag, value, "--out", "x.safetensors"]);
+        let (_, stderr) = text(&out);
+        assert!(!out.status.success() && stderr.contains(needle), "{stderr}");
+    }
+    let suite = checkpoint_suite(&weights, "[0]").replace("input = [3, 20, 20]", "input = [3, 20, 20]\nmean = [0.5]");
+    let (_, stderr) = text(&graft(dir.path(), &["run", write_suite(dir.path(), &suite).to_str().unwrap()]));
+    assert!(stderr.contains("sources[0] ('wrn'): key `mean` has 1 values for 3 input channels"), "{stderr}");
+    assert!(!dir.path().join("x.safetensors").exists());
+}
+
+#[test]
 fn import_refuses_a_state_dict_of_another_architecture_naming_the_keys() {
     let dir = tempfile::tempdir().unwrap();
     let weights = fixture("wrn_10_1.safetensors");

@@ -18,7 +18,7 @@ pub use ops::{
     batch_norm_act_train, conv2d, conv_bn_act_eval, global_avg_pool, linear, max_pool2d, relu, relu6,
     updated_running_stats, BN_EPS, BN_MOMENTUM,
 };
-pub use spec::{Arch, BackboneSpec, InputSpec};
+pub use spec::{Arch, BackboneSpec, InputSpec, IMAGENET_MEAN, IMAGENET_STD};
 pub use structure::{count_flops, count_params, Layer, LayerKind};
 pub use tuning::TunedBackbone;
 pub use vgg::VggConfig;

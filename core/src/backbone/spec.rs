@@ -91,6 +91,11 @@ fn seven() -> usize {
     7
 }
 
+/// ImageNet's per-channel mean, which torchvision's and timm's pretrained models expect.
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+/// ImageNet's per-channel standard deviation.
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
 /// Input format: shape and per-channel normalisation `(x - mean) / std` applied by the backbone.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -111,6 +116,35 @@ impl InputSpec {
     /// An input of the given shape with mean 0.5 and std 0.5 on every channel.
     pub fn new(channels: usize, height: usize, width: usize) -> Self {
         Self { channels, height, width, mean: vec![0.5; channels], std: vec![0.5; channels] }
+    }
+
+    /// An input for weights trained elsewhere: `mean`/`std` where given (one value per channel,
+    /// every std positive), else ImageNet's for 3 channels (what torchvision's and timm's
+    /// pretrained models expect) and 0.5 otherwise. The error names the key (`mean` or `std`)
+    /// and what is wrong with it.
+    pub fn imported(
+        channels: usize,
+        height: usize,
+        width: usize,
+        mean: Option<&[f32]>,
+        std: Option<&[f32]>,
+    ) -> std::result::Result<Self, (&'static str, String)> {
+        let mut input = Self::new(channels, height, width);
+        if channels == 3 {
+            (input.mean, input.std) = (IMAGENET_MEAN.to_vec(), IMAGENET_STD.to_vec());
+        }
+        for (key, given, into) in [("mean", mean, &mut input.mean), ("std", std, &mut input.std)] {
+            if let Some(v) = given {
+                if v.len() != channels {
+                    return Err((key, format!("has {} values for {channels} input channels", v.len())));
+                }
+                *into = v.to_vec();
+            }
+        }
+        if input.std.iter().any(|&s| s <= 0.0) {
+            return Err(("std", "must be positive in every channel".into()));
+        }
+        Ok(input)
     }
 
     /// `(channels, height, width)`.
@@ -312,5 +346,20 @@ impl std::str::FromStr for Arch {
         };
         arch.validate()?;
         Ok(arch)
+    }
+}
+
+#[cfg(test)]
+mod imported_input_tests {
+    use super::*;
+
+    #[test]
+    fn imported_inputs_default_to_imagenet_for_colour_and_take_what_is_given() {
+        let rgb = InputSpec::imported(3, 8, 8, None, None).unwrap();
+        assert_eq!((rgb.mean, rgb.std), (vec![0.485, 0.456, 0.406], vec![0.229, 0.224, 0.225]));
+        let grey = InputSpec::imported(1, 8, 8, None, Some(&[0.3])).unwrap();
+        assert_eq!((grey.mean, grey.std), (vec![0.5], vec![0.3]));
+        assert_eq!(InputSpec::imported(3, 8, 8, Some(&[0.1]), None).unwrap_err(), ("mean", "has 1 values for 3 input channels".to_string()));
+        assert_eq!(InputSpec::imported(1, 8, 8, None, Some(&[-1.0])).unwrap_err().0, "std");
     }
 }
