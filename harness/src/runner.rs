@@ -573,13 +573,11 @@ impl Runner<'_> {
             )
         })?;
         let mut diffs = source_mismatch(entry, task, &source);
-        if let Some(recorded) = self.recorded_hashes.get(&entry.name).filter(|h| !h.contains(&source.hash)) {
-            let short: Vec<&str> = recorded.iter().map(|h| abbrev(h, 12)).collect();
+        if let Some(recorded) = self.recorded_other_than(&entry.name, &source.hash) {
             diffs.push(format!(
-                "its content hashes to {} but the runs recorded in {} were made with {} (the file was damaged or replaced)",
+                "its content hashes to {} but the runs recorded in {} were made with {recorded} (the file was damaged or replaced)",
                 source.short_hash(),
                 self.opts.results.display(),
-                short.join(", ")
             ));
         }
         match std::fs::read_to_string(&sidecar) {
@@ -636,6 +634,13 @@ impl Runner<'_> {
         self.sources[&si].as_ref().map_err(Clone::clone)
     }
 
+    /// The source hashes the recorded runs of source `name` were made with (shortened, joined),
+    /// when `hash` is not among them; `None` when it is, or when nothing is recorded.
+    fn recorded_other_than(&self, name: &str, hash: &str) -> Option<String> {
+        let recorded = self.recorded_hashes.get(name).filter(|h| !h.contains(hash))?;
+        Some(recorded.iter().map(|h| abbrev(h, 12)).collect::<Vec<_>>().join(", "))
+    }
+
     /// Loads source `si` from its `checkpoint` (a graft source, or a state dict imported into
     /// the entry's architecture) and checks it is the source the recorded runs were made with.
     fn load_checkpoint_source(&mut self, si: usize) -> Result<()> {
@@ -653,16 +658,14 @@ impl Runner<'_> {
             eprintln!("source {}: imported {} non-strictly: {}", entry.name, path.display(), report.problems().join("; "));
         }
         let source = imported.source;
-        if let Some(recorded) = self.recorded_hashes.get(&entry.name).filter(|h| !h.contains(&source.hash)) {
-            let short: Vec<&str> = recorded.iter().map(|h| abbrev(h, 12)).collect();
+        if let Some(recorded) = self.recorded_other_than(&entry.name, &source.hash) {
             bail!(
-                "source '{}': {} now gives source {} but the runs recorded in {} were made with {}: the file changed; \
+                "source '{}': {} now gives source {} but the runs recorded in {} were made with {recorded}: the file changed; \
                  restore it, or record the new file's runs under another source name or results file",
                 entry.name,
                 path.display(),
                 source.short_hash(),
                 self.opts.results.display(),
-                short.join(", ")
             );
         }
         println!(
