@@ -202,6 +202,19 @@ pub fn require_meta<'a>(meta: &'a BTreeMap<String, String>, key: &str, path: &Pa
     })
 }
 
+/// Metadata `key` read as JSON, `None` when absent; an error names the file, the key and what
+/// it should be (`what`, e.g. "a valid backbone spec").
+pub fn optional_meta_json<T: serde::de::DeserializeOwned>(
+    meta: &BTreeMap<String, String>,
+    key: &str,
+    path: &Path,
+    what: &str,
+) -> Result<Option<T>> {
+    meta.get(key)
+        .map(|json| serde_json::from_str(json).map_err(|e| GraftError::checkpoint(path, format!("metadata '{key}' is not {what}: {e}"))))
+        .transpose()
+}
+
 /// Checks that `meta` marks a checkpoint of kind `expected`.
 pub fn require_kind(meta: &BTreeMap<String, String>, expected: &str, path: &Path) -> Result<()> {
     let kind = require_meta(meta, KEY_KIND, path)?;

@@ -2,8 +2,7 @@
 //! (the fitted per-task delta).
 
 use crate::checkpoint::{
-    abbrev,
-    parse_safetensors, require_kind, require_meta, write_safetensors, Source, GRAFT_VERSION, KEY_BACKBONE, KEY_KIND, KEY_VERSION,
+    abbrev, optional_meta_json, parse_safetensors, require_kind, require_meta, write_safetensors, Source, GRAFT_VERSION, KEY_BACKBONE, KEY_KIND, KEY_VERSION,
 };
 use crate::backbone::BackboneSpec;
 use crate::error::{GraftError, Result};
@@ -261,18 +260,8 @@ impl Delta {
                 ))
             }
         };
-        let backbone = match file.metadata.get(KEY_BACKBONE) {
-            None => None,
-            Some(json) => Some(serde_json::from_str(json).map_err(|e| {
-                GraftError::checkpoint(path, format!("metadata '{KEY_BACKBONE}' is not a valid backbone spec: {e}"))
-            })?),
-        };
-        let task: Option<TaskInfo> = match file.metadata.get(KEY_TASK) {
-            None => None,
-            Some(json) => Some(serde_json::from_str(json).map_err(|e| {
-                GraftError::checkpoint(path, format!("metadata '{KEY_TASK}' is not a valid task description: {e}"))
-            })?),
-        };
+        let backbone = optional_meta_json(&file.metadata, KEY_BACKBONE, path, "a valid backbone spec")?;
+        let task: Option<TaskInfo> = optional_meta_json(&file.metadata, KEY_TASK, path, "a valid task description")?;
         if let Some(t) = task.as_ref().filter(|t| t.class_names.len() != num_classes) {
             return Err(GraftError::checkpoint(
                 path,
