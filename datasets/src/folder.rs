@@ -254,7 +254,7 @@ fn list_classes(dir: &Path, subdirs: Vec<(String, PathBuf)>) -> Result<Listing> 
 /// The image files under `class_dir`, in torchvision's order: folders sorted by path, then the
 /// files of each folder sorted by name. Symbolic links are followed; a folder reached twice
 /// (a link loop) is read once.
-fn class_images(class_dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn class_images(class_dir: &Path) -> Result<Vec<PathBuf>> {
     let mut folders: Vec<(PathBuf, Vec<PathBuf>)> = Vec::new();
     let mut seen = HashSet::new();
     let mut stack = vec![class_dir.to_path_buf()];
