@@ -15,7 +15,7 @@ use crate::derive::{
 use crate::error::{DatasetError, Result};
 use crate::fashion::FASHION_SUPERCLASSES;
 use crate::locate::DataLocation;
-use crate::reference::DatasetRef;
+use crate::reference::{DatasetInfo, DatasetRef};
 use graft_core::{ImageSet, Task};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -155,12 +155,17 @@ impl TaskSpec {
         }
     }
 
-    /// Checks the spec without loading data: class ids, groups, fractions, rates and caps.
+    /// Checks the spec without loading data: class ids, groups, fractions, rates and caps. For
+    /// your own files this reads the folder's layout or the labels file ([`DatasetRef::info`]).
     pub fn validate(&self) -> Result<()> {
+        self.validate_with(&self.dataset.info()?)
+    }
+
+    /// [`TaskSpec::validate`] against what the dataset holds, already known.
+    fn validate_with(&self, info: &DatasetInfo) -> Result<()> {
         if self.name.trim().is_empty() {
             return Err(self.err("`name` is empty"));
         }
-        let info = self.dataset.info()?;
         let k = info.class_names.len() as u32;
         if k == 0 {
             return Err(self.err(format!("dataset {} has no classes", self.dataset)));
@@ -350,13 +355,14 @@ impl TaskSpec {
 
     /// Builds the task from an already-loaded dataset (load once, build many tasks).
     pub fn build_from(&self, data: &Dataset, input: (usize, usize, usize)) -> Result<Task> {
-        self.validate()?;
         if data.name != self.dataset {
             return Err(self.err(format!(
                 "spec wants dataset {} but was given {}",
                 self.dataset, data.name
             )));
         }
+        // What the loaded data holds: no second look at the files.
+        self.validate_with(&DatasetInfo { class_names: data.class_names.clone(), has_test_split: data.test.is_some() })?;
         let (ic, ih, iw) = input;
         if ic == 0 || ih == 0 || iw == 0 {
             return Err(self.err(format!(
