@@ -56,7 +56,9 @@ impl Dataset {
                     (Some(images), Some(labels)) => Some(load_npy(images, labels)?),
                     _ => None,
                 };
-                let class_names = dataset.info()?.class_names;
+                // From the labels just read, not a second read of the files.
+                let labels: Vec<u32> = train.labels.iter().chain(test.iter().flat_map(|t| &t.labels)).copied().collect();
+                let class_names = n.class_names_for(&labels)?;
                 let dir = n.images.parent().map(Path::to_path_buf).unwrap_or_default();
                 Ok(Self { name: dataset.clone(), class_names, train, val: None, test, location: DataLocation::Dir(dir) })
             }

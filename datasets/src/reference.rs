@@ -123,27 +123,11 @@ impl DatasetRef {
                 Ok(DatasetInfo { class_names: layout.class_names, has_test_split: layout.has_test })
             }
             DatasetRef::Npy(n) => {
-                let name = n.labels.display().to_string();
-                let mut labels = npy_labels(&read_npy(&n.labels)?, &name)?;
+                let mut labels = npy_labels(&read_npy(&n.labels)?, &n.labels.display().to_string())?;
                 if let Some(test) = &n.test_labels {
                     labels.extend(npy_labels(&read_npy(test)?, &test.display().to_string())?);
                 }
-                let classes = labels.iter().max().map_or(0, |&m| m as usize + 1);
-                let class_names = match &n.class_names {
-                    Some(names) if names.len() < classes => {
-                        return Err(DatasetError::Npy {
-                            file: name,
-                            msg: format!(
-                                "holds label {} but `class_names` names only {} classes",
-                                classes - 1,
-                                names.len()
-                            ),
-                        })
-                    }
-                    Some(names) => names.clone(),
-                    None => (0..classes).map(|c| c.to_string()).collect(),
-                };
-                Ok(DatasetInfo { class_names, has_test_split: n.test_images.is_some() })
+                Ok(DatasetInfo { class_names: n.class_names_for(&labels)?, has_test_split: n.test_images.is_some() })
             }
         }
     }
@@ -154,6 +138,22 @@ impl DatasetRef {
             DatasetRef::Named(n) => n.credit().to_string(),
             DatasetRef::Folder(f) => format!("your image folder {}", f.folder.display()),
             DatasetRef::Npy(n) => format!("your NumPy arrays {} and {}", n.images.display(), n.labels.display()),
+        }
+    }
+}
+
+impl NpyRef {
+    /// The class names of arrays holding `labels` (train and test): `class_names`, which must
+    /// name every label, or `"0"`, `"1"`, ... up to the largest label.
+    pub fn class_names_for(&self, labels: &[u32]) -> Result<Vec<String>> {
+        let classes = labels.iter().max().map_or(0, |&m| m as usize + 1);
+        match &self.class_names {
+            Some(names) if names.len() < classes => Err(DatasetError::Npy {
+                file: self.labels.display().to_string(),
+                msg: format!("holds label {} but `class_names` names only {} classes", classes - 1, names.len()),
+            }),
+            Some(names) => Ok(names.clone()),
+            None => Ok((0..classes).map(|c| c.to_string()).collect()),
         }
     }
 }
@@ -214,6 +214,16 @@ mod tests {
         assert!(e.contains("{ folder = \"path\" }"), "{e}");
         let e = parse("3").unwrap_err();
         assert!(e.contains("a dataset is a name"), "{e}");
+    }
+
+    #[test]
+    fn npy_class_names_cover_every_label() {
+        let mut n = NpyRef { images: "x.npy".into(), labels: "y.npy".into(), test_images: None, test_labels: None, class_names: None };
+        assert_eq!(n.class_names_for(&[0, 2, 1]).unwrap(), ["0", "1", "2"]);
+        n.class_names = Some(vec!["cat".into(), "dog".into()]);
+        assert_eq!(n.class_names_for(&[1, 0]).unwrap(), ["cat", "dog"]);
+        let e = n.class_names_for(&[0, 2]).unwrap_err().to_string();
+        assert!(e.contains("y.npy") && e.contains("holds label 2 but `class_names` names only 2 classes"), "{e}");
     }
 
     #[test]
