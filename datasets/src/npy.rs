@@ -797,6 +797,15 @@ impl Parser<'_> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_device_is_refused_before_it_is_read() {
+        // /dev/zero would never end; /dev/null stands for any file that is not a regular one.
+        for dev in ["/dev/zero", "/dev/null"] {
+            let e = read_npy(Path::new(dev)).unwrap_err().to_string();
+            assert!(e.contains(dev) && e.contains("is not a regular file"), "{e}");
+        }
+    }
+
     /// A version-1.0 file: header padded with spaces to a multiple of 64 bytes, ending in '\n'.
     fn v1(dict: &str, data: &[u8]) -> Vec<u8> {
         let mut header = dict.to_string();
