@@ -269,9 +269,13 @@ impl Source {
         Ok(Self { backbone, hash: sha256_hex(&bytes), provenance })
     }
 
-    /// Saves the source checkpoint atomically (with its data hash).
+    /// Saves the source checkpoint atomically (with its data hash). Beside the parameters it
+    /// holds every BN's `num_batches_tracked`, so PyTorch's `load_state_dict(strict=True)`
+    /// takes the file as it is; the counters are not part of the source's identity.
     pub fn save(&self, path: &Path) -> Result<()> {
-        write_safetensors(path, self.backbone.params(), &Self::metadata(&self.backbone, &self.provenance)?)?;
+        let mut tensors = self.backbone.params().clone();
+        tensors.extend(crate::torch_io::bn_step_counters(&self.backbone)?);
+        write_safetensors(path, &tensors, &Self::metadata(&self.backbone, &self.provenance)?)?;
         Ok(())
     }
 
@@ -294,16 +298,20 @@ impl Source {
                 .map_err(|e| GraftError::checkpoint(path, format!("metadata '{KEY_PROVENANCE}' is invalid: {e}")))?,
             None => Provenance::default(),
         };
-        // The identity leaves out the data hash (checked on reading above): the bytes the
-        // checkpoint would have without it, which is the file itself for older checkpoints.
-        let hash = if file.metadata.contains_key(KEY_DATA_SHA256) {
+        // The identity leaves out the data hash (checked on reading above) and the BN step
+        // counters: the bytes the checkpoint would have without them, which is the file itself
+        // for checkpoints written before either was added.
+        let counters = file.tensors.keys().any(|k| crate::torch_io::is_bn_step_counter(k));
+        let tensors: ParamMap =
+            file.tensors.into_iter().filter(|(k, _)| !crate::torch_io::is_bn_step_counter(k)).collect();
+        let hash = if file.metadata.contains_key(KEY_DATA_SHA256) || counters {
             let mut meta = file.metadata.clone();
             meta.remove(KEY_DATA_SHA256);
-            sha256_hex(&serialize(&file.tensors, &meta, false)?)
+            sha256_hex(&serialize(&tensors, &meta, false)?)
         } else {
             file.hash
         };
-        let backbone = Backbone::from_params(spec, file.tensors, device)
+        let backbone = Backbone::from_params(spec, tensors, device)
             .map_err(|e| GraftError::checkpoint(path, e.to_string()))?;
         Ok(Self { backbone, hash, provenance })
     }

@@ -145,6 +145,10 @@ fn logits(model: &dyn TaskModel, x: &Tensor) -> Vec<u32> {
     bits(&model.forward(x).expect("forward works"))
 }
 
+fn logits_of_backbone(backbone: &Backbone, x: &Tensor) -> Vec<u32> {
+    bits(&backbone.forward(x).expect("forward works"))
+}
+
 /// Runs every invariant on `case`, panicking with a message that names the method and the
 /// broken invariant.
 pub fn check(case: &Case) {
@@ -218,6 +222,24 @@ pub fn check(case: &Case) {
         assert!(err.to_string().contains("source"), "{m}: standalone-load error does not say it needs the source: {err}");
     }
 
+    // A method whose task folds into plain weights: the merged backbone gives the same logits
+    // bit for bit, and so does its torchvision-layout export read back by a strict import.
+    match model.merged() {
+        Ok(Some(merged)) => {
+            assert_eq!(merged.spec().num_classes, task.num_classes, "{m}: the merged network's head is not the task's");
+            assert!(first == logits_of_backbone(&merged, &x), "{m}: the merged network gives other logits");
+            let sd = dir.join("merged.safetensors");
+            crate::torch_io::export_state_dict(&merged, &sd).unwrap_or_else(|e| panic!("{m}: merged export failed: {e}"));
+            let opts = crate::torch_io::ImportOptions::default();
+            let (back, report) = crate::torch_io::import_state_dict(&sd, merged.spec().clone(), &opts, &dev)
+                .unwrap_or_else(|e| panic!("{m}: the merged export does not import strictly: {e}"));
+            assert!(report.is_clean(), "{m}: {report}");
+            assert!(first == logits_of_backbone(&back, &x), "{m}: the merged export re-imported gives other logits");
+        }
+        Ok(None) => {}
+        Err(e) => panic!("{m}: merging failed: {e}"),
+    }
+
     // A delta refuses a different source.
     let other = tiny_source(8);
     let err = registry::load_task_model(&other, &path, &dev).err().unwrap_or_else(|| panic!("{m}: loaded onto a different source"));
@@ -229,9 +251,10 @@ pub fn check(case: &Case) {
 /// `config` on the tiny source and task (seed 3) and saves its delta as `<dir>/<name>.safetensors`
 /// and its test logits as `<dir>/<name>.logits.safetensors`. Otherwise loads that delta with the
 /// current code, which must give the saved logits, and fits again, which must store tensors of
-/// the same names, dtypes and shapes and the same values. Values are compared to 1e-4 (and masks
-/// to 99 % of their bytes), not bit for bit: the fixtures were written on another CPU, whose
-/// matrix kernels may round differently.
+/// the same names, dtypes and shapes and the same values. Logits are compared to 1e-4, refitted
+/// values to 1e-3 (relative, plus absolute) and masks to 99 % of their bytes, not bit for bit:
+/// the fixtures were written on another CPU, whose matrix kernels may round differently, and
+/// training carries that rounding along.
 pub fn check_fixture(method: &str, config: &serde_json::Value, dir: &std::path::Path, name: &str, write: bool) {
     let dev = Device::Cpu;
     let source = tiny_source(7);
@@ -251,7 +274,13 @@ pub fn check_fixture(method: &str, config: &serde_json::Value, dir: &std::path::
     let values = |t: &Tensor| -> Vec<f32> {
         t.flatten_all().and_then(|t| t.to_dtype(candle_core::DType::F32)).and_then(|t| t.to_vec1::<f32>()).expect("numeric tensor")
     };
-    let close = |a: &[f32], b: &[f32]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-4 * (1.0 + y.abs()));
+    let within = |a: &[f32], b: &[f32], tol: f32| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol * (1.0 + y.abs()));
+    // Loading is one forward pass: only the kernels' rounding differs between CPUs.
+    let close = |a: &[f32], b: &[f32]| within(a, b, 1e-4);
+    // A refit trains for epochs through those kernels, which carries their rounding
+    // differences along (seen: 1.1e-4 on a KSM scale between two CPUs' BLAS); a changed
+    // equation moves values by far more.
+    let refit_close = |a: &[f32], b: &[f32]| within(a, b, 1e-3);
     let saved = candle_core::safetensors::load(&logits_path, &dev).unwrap_or_else(|e| panic!("{}: {e}", logits_path.display()));
     let loaded = registry::load_task_model(&source, &delta_path, &dev).unwrap_or_else(|e| panic!("{method}: {} no longer loads: {e}", delta_path.display()));
     let out = loaded.forward(&x).expect("forward");
@@ -266,8 +295,14 @@ pub fn check_fixture(method: &str, config: &serde_json::Value, dir: &std::path::
         let same = if v.dtype() == candle_core::DType::U8 {
             a.iter().zip(&b).filter(|(x, y)| x == y).count() * 100 >= 99 * a.len()
         } else {
-            close(&a, &b)
+            refit_close(&a, &b)
         };
-        assert!(same, "{method}: fitting now stores another '{k}' than {}", delta_path.display());
+        let (worst, differing) = a.iter().zip(&b).fold((0f32, 0usize), |(w, n), (x, y)| ((x - y).abs().max(w), n + usize::from(x != y)));
+        assert!(
+            same,
+            "{method}: fitting now stores another '{k}' than {} ({differing} of {} values differ, by up to {worst:e})",
+            delta_path.display(),
+            a.len()
+        );
     }
 }

@@ -19,6 +19,7 @@ pub mod init;
 pub mod kernels;
 pub mod kit;
 pub mod memory;
+pub mod merge;
 pub mod method;
 pub mod optim;
 pub mod params;

@@ -4,7 +4,7 @@
 use crate::checkpoint::{
     abbrev, optional_meta_json, parse_safetensors, require_kind, require_meta, write_safetensors, Source, GRAFT_VERSION, KEY_BACKBONE, KEY_KIND, KEY_VERSION,
 };
-use crate::backbone::BackboneSpec;
+use crate::backbone::{Backbone, BackboneSpec};
 use crate::error::{GraftError, Result};
 use crate::params::ParamMap;
 use crate::train::{CurvePoint, EpochMetrics};
@@ -152,6 +152,17 @@ pub trait TaskModel: Send {
     /// that needs no source can be rebuilt from the file alone; `None` for models on a source.
     fn backbone_spec(&self) -> Option<BackboneSpec> {
         None
+    }
+
+    /// The task model folded into one plain backbone of the source's architecture, with the
+    /// task's head in place of the source's classifier, for methods whose evaluation forward is
+    /// the source's forward with replaced parameters (fine-tune, feature extractor, linear probe,
+    /// scratch, KSM, Piggyback): its `forward` gives this model's logits, and
+    /// [`crate::torch_io::export_state_dict`] writes it for PyTorch. `None` (the default) for
+    /// methods that add modules or reroute the network; built with
+    /// [`crate::merge::merge_into_backbone`].
+    fn merged(&self) -> Result<Option<Backbone>> {
+        Ok(None)
     }
 
     /// Method-specific figures worth recording with the run (e.g. TLI's teacher→student score),

@@ -209,16 +209,30 @@ pub fn import_state_dict_bytes(
     Ok((backbone, report))
 }
 
+/// An int64 zero `<bn>.num_batches_tracked` scalar for every BN of `backbone`: the buffer
+/// PyTorch's `load_state_dict(strict=True)` asks for (graft's BN momentum is fixed, so its value
+/// is never read).
+pub fn bn_step_counters(backbone: &Backbone) -> Result<ParamMap> {
+    let mut out = ParamMap::new();
+    for bn in backbone.bn_names() {
+        out.insert(format!("{bn}.{NUM_BATCHES_TRACKED}"), Tensor::new(0i64, &Device::Cpu)?);
+    }
+    Ok(out)
+}
+
+/// Whether `key` names a BN step counter (`….num_batches_tracked`).
+pub fn is_bn_step_counter(key: &str) -> bool {
+    key.strip_suffix(NUM_BATCHES_TRACKED).is_some_and(|k| k.ends_with('.'))
+}
+
 /// The backbone's parameters in PyTorch's state-dict layout: every parameter and BN buffer
-/// under its torchvision name, plus an int64 zero `num_batches_tracked` for every BN.
+/// under its torchvision name, plus [`bn_step_counters`].
 pub fn state_dict(backbone: &Backbone) -> Result<ParamMap> {
     let mut out = ParamMap::new();
     for (k, v) in backbone.params() {
         out.insert(k.clone(), v.to_dtype(DType::F32)?.to_device(&Device::Cpu)?);
     }
-    for bn in backbone.bn_names() {
-        out.insert(format!("{bn}.{NUM_BATCHES_TRACKED}"), Tensor::new(0i64, &Device::Cpu)?);
-    }
+    out.extend(bn_step_counters(backbone)?);
     Ok(out)
 }
 
@@ -226,7 +240,13 @@ pub fn state_dict(backbone: &Backbone) -> Result<ParamMap> {
 /// `model.load_state_dict(safetensors.torch.load_file(path))` reads; returns its SHA-256. The
 /// header metadata holds `format: pt` and the backbone spec (`graft.backbone`).
 pub fn export_state_dict(backbone: &Backbone, path: &Path) -> Result<String> {
-    let mut meta = BTreeMap::new();
+    export_state_dict_with(backbone, path, &BTreeMap::new())
+}
+
+/// [`export_state_dict`] with `extra` entries in the header metadata (e.g. the task's class
+/// names); PyTorch ignores them.
+pub fn export_state_dict_with(backbone: &Backbone, path: &Path, extra: &BTreeMap<String, String>) -> Result<String> {
+    let mut meta = extra.clone();
     meta.insert("format".to_string(), "pt".to_string());
     let spec = serde_json::to_string(backbone.spec())
         .map_err(|e| GraftError::Backbone(format!("the spec cannot be written as JSON: {e}")))?;

@@ -82,3 +82,37 @@ fn a_state_dict_without_the_head_cannot_tell_its_classes_and_says_so() {
     let e = infer_num_classes(&bytes, Path::new("headless.safetensors"), &spec, None).unwrap_err().to_string();
     assert!(e.contains("headless.safetensors") && e.contains("fc.weight"), "{e}");
 }
+
+#[test]
+fn a_saved_graft_source_carries_every_bn_step_counter_and_keeps_its_identity() {
+    let src = tiny_source(7);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("source.safetensors");
+    src.save(&path).unwrap();
+    // Every BN has an int64 scalar `num_batches_tracked`, as PyTorch's state dicts do.
+    let file = read_safetensors(&path, &Device::Cpu).unwrap();
+    let bns = src.backbone.bn_names();
+    assert_eq!(bns.len(), 9, "resnet-cifar-8 has 9 BNs");
+    for bn in &bns {
+        let t = &file.tensors[&format!("{bn}.num_batches_tracked")];
+        assert_eq!((t.dtype(), t.dims()), (candle_core::DType::I64, &[][..]), "{bn}");
+    }
+    assert_eq!(file.tensors.len(), src.backbone.params().len() + bns.len());
+    // The identity is what it was before sources carried the counters: the hash the committed
+    // KSM fixture delta recorded for this very source when it was written.
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../methods/ksm/tests/fixtures/ksm.safetensors");
+    let recorded = read_safetensors(&fixture, &Device::Cpu).unwrap().metadata["graft.source_hash"].clone();
+    let back = graft_core::Source::load(&path, &Device::Cpu).unwrap();
+    assert_eq!(back.hash, recorded);
+    assert_eq!(src.hash, recorded);
+    // The file is a state dict PyTorch's strict load accepts: a strict import finds nothing
+    // missing or unexpected, and the network computes the same logits.
+    let spec = src.backbone.spec().clone();
+    let (imported, report) =
+        graft_core::torch_io::import_state_dict(&path, spec, &ImportOptions::default(), &Device::Cpu).unwrap();
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.loaded, src.backbone.params().len());
+    let x = graft_core::conformance::tiny_task(7).test.images_tensor(&Device::Cpu).unwrap();
+    let (a, b) = (src.backbone.forward(&x).unwrap(), imported.forward(&x).unwrap());
+    assert_eq!(a.flatten_all().unwrap().to_vec1::<f32>().unwrap(), b.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+}

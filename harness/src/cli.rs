@@ -236,6 +236,20 @@ pub struct PredictArgs {
     /// Image files (png, jpg, jpeg, bmp) or folders of them.
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
+    /// Which task model.
+    #[command(flatten)]
+    pub model: TaskModelArgs,
+    /// Predictions per image, most probable first.
+    #[arg(long, default_value_t = 1)]
+    pub top: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = PredictFormat::Text)]
+    pub format: PredictFormat,
+}
+
+/// A trained task model: its delta file, or a run of a results file.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TaskModelArgs {
     /// The task model's delta file (deltas/... beside a results file).
     #[arg(long, value_name = "FILE", conflicts_with = "results")]
     pub delta: Option<PathBuf>,
@@ -255,19 +269,29 @@ pub struct PredictArgs {
     /// state dict). Default with --results: the cached source beside the results file.
     #[arg(long, value_name = "FILE")]
     pub source: Option<PathBuf>,
-    /// Predictions per image, most probable first.
-    #[arg(long, default_value_t = 1)]
-    pub top: usize,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = PredictFormat::Text)]
-    pub format: PredictFormat,
+}
+
+impl TaskModelArgs {
+    /// Whether any of the options was given.
+    pub fn given(&self) -> bool {
+        self.delta.is_some() || self.results.is_some() || self.source.is_some() || self.method.is_some() || self.task.is_some()
+    }
 }
 
 /// `graft export`.
 #[derive(Args, Debug)]
 pub struct ExportArgs {
-    /// A graft source (`graft pretrain` or `graft import` output).
-    pub source: PathBuf,
+    /// A graft source (`graft pretrain` or `graft import` output) to export as it is.
+    #[arg(required_unless_present = "merged", conflicts_with = "merged")]
+    pub checkpoint: Option<PathBuf>,
+    /// Export a trained task model instead, folded into plain weights with the task's head
+    /// (fine-tune, feature-extractor, linear-probe, scratch, KSM, Piggyback, TLI), chosen with
+    /// --delta or --results/--method/--task.
+    #[arg(long)]
+    pub merged: bool,
+    /// With --merged: which task model.
+    #[command(flatten)]
+    pub model: TaskModelArgs,
     /// Where to write the state dict (.safetensors); in Python,
     /// `model.load_state_dict(safetensors.torch.load_file(path))` reads it.
     #[arg(long)]

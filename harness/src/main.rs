@@ -9,6 +9,7 @@ mod data_cmd;
 mod import_cmd;
 mod list;
 mod lock;
+mod open_task;
 mod poe_cmd;
 mod predict_cmd;
 mod pretrain_cmd;

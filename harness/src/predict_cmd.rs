@@ -1,15 +1,13 @@
 //! `graft predict`: a trained task model on your own image files.
 
 use crate::cli::{PredictArgs, PredictFormat};
-use crate::results;
+use crate::open_task::open_task_model;
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use graft_core::checkpoint::abbrev;
-use graft_core::registry::{restore_standalone, restore_task_model};
-use graft_core::{Delta, ImageSet, Source, TaskInfo};
+use graft_core::ImageSet;
 use graft_datasets::{fitted_image, image_files, Fit};
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Images per forward pass.
 const BATCH: usize = 64;
@@ -37,72 +35,24 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     if args.top == 0 {
         bail!("--top must be at least 1");
     }
-    let (delta_path, default_source) = locate_delta(args)?;
-    let delta = Delta::load(&delta_path, &Device::Cpu)?;
-    let task = match &delta.task {
-        Some(t) => t.clone(),
-        None => {
-            eprintln!(
-                "warning: {} does not name its task's classes (written before graft stored them); classes are printed by number",
-                delta_path.display()
-            );
-            TaskInfo { name: "?".into(), class_names: (0..delta.num_classes).map(|c| c.to_string()).collect(), fit: "resize".into() }
-        }
-    };
+    let opened = open_task_model(&args.model)?;
+    let task = opened.task_info();
     let fit: Fit = serde_json::from_value(serde_json::Value::String(task.fit.clone()))
-        .with_context(|| format!("{}: the task's image fit '{}'", delta_path.display(), task.fit))?;
-    let (model, input) = if delta.needs_source {
-        let source_path = args.source.clone().or(default_source).with_context(|| {
-            format!("the delta needs its source (hash {}): give it with --source", abbrev(&delta.source_hash, 12))
-        })?;
-        let source = Source::load(&source_path, &Device::Cpu)?;
-        let model = restore_task_model(&source, &delta, &delta_path)?;
-        (model, source.backbone.spec().input.shape())
-    } else {
-        let spec = delta.backbone.clone().with_context(|| format!("{}: a standalone delta without its network spec", delta_path.display()))?;
-        (restore_standalone(&delta, &delta_path)?, spec.input.shape())
-    };
+        .with_context(|| format!("{}: the task's image fit '{}'", opened.delta_path.display(), task.fit))?;
+    let input = opened.input;
     let files = image_files(&args.images)?;
     let mut out = Vec::with_capacity(files.len());
     for chunk in files.chunks(BATCH) {
         let sets: Vec<ImageSet> = chunk.iter().map(|f| fitted_image(f, input, fit)).collect::<std::result::Result<_, _>>()?;
         let images: Vec<f32> = sets.iter().flat_map(|s| s.images.iter().copied()).collect();
         let x = Tensor::from_vec(images, (chunk.len(), input.0, input.1, input.2), &Device::Cpu)?;
-        let logits: Vec<Vec<f32>> = model.forward(&x)?.to_vec2()?;
+        let logits: Vec<Vec<f32>> = opened.model.forward(&x)?.to_vec2()?;
         for (file, row) in chunk.iter().zip(logits) {
             out.push(ImagePredictions { image: file.clone(), predictions: top_k(&row, &task.class_names, args.top) });
         }
     }
     print!("{}", render(&out, args.format)?);
     Ok(())
-}
-
-/// The delta file, and the cached source beside the results file when found through one.
-fn locate_delta(args: &PredictArgs) -> Result<(PathBuf, Option<PathBuf>)> {
-    if let Some(d) = &args.delta {
-        return Ok((d.clone(), None));
-    }
-    let Some(path) = &args.results else { bail!("give --delta FILE, or --results FILE with --method and --task") };
-    let (method, task) = (args.method.as_deref().unwrap_or_default(), args.task.as_deref().unwrap_or_default());
-    let file = results::read_reporting(path)?;
-    let runs: Vec<&results::RunRecord> = file
-        .records
-        .iter()
-        .filter(|r| r.method == method && r.task == task && args.seed.is_none_or(|s| r.seed == s))
-        .collect();
-    let run = match runs.as_slice() {
-        [one] => *one,
-        [] => bail!("{} has no run of method '{method}' on task '{task}'{}", path.display(), args.seed.map_or(String::new(), |s| format!(" with seed {s}"))),
-        many => bail!(
-            "{} has {} runs of method '{method}' on task '{task}'; choose one with --seed, or give --delta: {}",
-            path.display(),
-            many.len(),
-            many.iter().map(|r| r.key.as_str()).collect::<Vec<_>>().join(", ")
-        ),
-    };
-    let folder = path.parent().unwrap_or(Path::new("."));
-    let cached = folder.join("sources").join(format!("{}.safetensors", run.source));
-    Ok((run.delta_file(path), cached.is_file().then_some(cached)))
 }
 
 /// The `k` most probable classes of one image's logits (softmax), most probable first.

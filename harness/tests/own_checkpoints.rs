@@ -5,6 +5,10 @@
 
 mod common;
 
+// The methods whose task models the tests restore in process.
+use graft_baselines as _;
+use graft_ksm as _;
+
 use candle_core::{Device, Tensor};
 use common::{graft, read_lines, text, write_suite};
 use graft_core::backbone::BackboneSpec;
@@ -152,4 +156,68 @@ fn a_checkpoint_source_takes_no_pretraining_task_and_must_exist() {
     let suite = write_suite(dir.path(), &both);
     let (_, stderr) = text(&graft(dir.path(), &["run", suite.to_str().unwrap()]));
     assert!(stderr.contains("sources[0] ('wrn')") && stderr.contains("not both"), "{stderr}");
+}
+
+/// A run's delta file, from its results line.
+fn delta_of(dir: &Path, records: &[serde_json::Value], method: &str) -> PathBuf {
+    let r = records.iter().find(|r| r["method"] == method).unwrap_or_else(|| panic!("no {method} run"));
+    dir.join("results").join(r["delta_path"].as_str().unwrap())
+}
+
+#[test]
+fn merged_linear_probe_fine_tune_and_ksm_exports_import_strictly_with_the_task_models_logits() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = common::tiny_suite("[0]", common::DIGITS_5TO9).replace(
+        r#"methods = ["linear-probe"]"#,
+        r#"methods = ["linear-probe", "fine-tune", "ksm", "snow"]
+[method_configs.fine-tune]
+train = { epochs = 1 }
+[method_configs.ksm]
+train = { epochs = 1 }
+[method_configs.snow]
+k = 1
+train = { epochs = 1 }"#,
+    );
+    let out = graft(dir.path(), &["run", write_suite(dir.path(), &suite).to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let (records, _) = read_lines(&dir.path().join("results/tiny.jsonl"));
+    let source = Source::load(&dir.path().join("results/sources/d04.safetensors"), &Device::Cpu).unwrap();
+    let mut rng = graft_core::init::SeededRng::derived(5, "merged-test");
+    let x = Tensor::from_vec(rng.uniform_vec(16 * 64, 0.0, 1.0), (16, 1, 8, 8), &Device::Cpu).unwrap();
+    let bits = |t: Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap().into_iter().map(f32::to_bits).collect::<Vec<_>>();
+    for method in ["linear-probe", "fine-tune", "ksm"] {
+        let file = format!("{method}.safetensors");
+        let out = graft(
+            dir.path(),
+            &["export", "--merged", "--results", "results/tiny.jsonl", "--method", method, "--task", "digits-5to9", "--out", &file],
+        );
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{method}: {stdout}\n{stderr}");
+        assert!(stdout.contains(&format!("{method} task 'digits-5to9' merged into resnet-cifar-8-w2 (5 classes: 5, 6, 7, 8, 9)")), "{stdout}");
+        // What PyTorch's strict load_state_dict needs: exactly the architecture's keys (with
+        // every BN's step counter) for a 5-class head, no more, no less.
+        let exported = read_safetensors(&dir.path().join(&file), &Device::Cpu).unwrap();
+        let spec: BackboneSpec = serde_json::from_str(&exported.metadata[KEY_BACKBONE]).unwrap();
+        assert_eq!(spec, BackboneSpec { num_classes: 5, ..source.backbone.spec().clone() });
+        assert!(exported.metadata["graft.task"].contains(r#""class_names":["5","6","7","8","9"]"#), "{:?}", exported.metadata);
+        let (merged, report) =
+            graft_core::torch_io::import_state_dict(&dir.path().join(&file), spec, &ImportOptions::default(), &Device::Cpu).unwrap();
+        assert!(report.is_clean(), "{method}: {report}");
+        // The merged network computes the task model's logits, bit for bit.
+        let delta = graft_core::Delta::load(&delta_of(dir.path(), &records, method), &Device::Cpu).unwrap();
+        let model = graft_core::registry::restore_task_model(&source, &delta, Path::new("delta")).unwrap();
+        assert!(bits(merged.forward(&x).unwrap()) == bits(model.forward(&x).unwrap()), "{method}: other logits");
+        // Below the head, the linear probe exports the source as it is; the others changed it.
+        let changed = source.backbone.params().iter().filter(|(k, v)| !k.starts_with("fc.") && bits((*v).clone()) != bits(merged.params()[*k].clone())).count();
+        assert_eq!(changed == 0, method == "linear-probe", "{method}: {changed} tensors changed");
+    }
+    // SNOW adds modules to the network: no plain-weights form, and nothing is written.
+    let out = graft(dir.path(), &["export", "--merged", "--results", "results/tiny.jsonl", "--method", "snow", "--task", "digits-5to9", "--out", "snow.safetensors"]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success() && stderr.contains("method 'snow' adds modules"), "{stderr}");
+    assert!(!dir.path().join("snow.safetensors").exists());
+    // Choosing a task model without --merged is a mistake, said as such.
+    let delta = delta_of(dir.path(), &records, "ksm");
+    let out = graft(dir.path(), &["export", "results/sources/d04.safetensors", "--delta", delta.to_str().unwrap(), "--out", "x.safetensors"]);
+    assert!(!out.status.success() && text(&out).1.contains("add --merged"), "{}", text(&out).1);
 }

@@ -193,13 +193,20 @@ impl TunedBackbone {
         Ok(())
     }
 
+    /// The tuned values (trainable variables and tuned BN buffers, detached) by the base
+    /// backbone's parameter names, without the prefix.
+    pub fn overrides(&self) -> Result<ParamMap> {
+        Ok(self
+            .tensors()?
+            .into_iter()
+            .map(|(k, v)| (k.strip_prefix(&self.prefix).map(str::to_string).unwrap_or(k), v))
+            .collect())
+    }
+
     /// A plain frozen backbone with the tuned values merged in (fast evaluation, export).
     pub fn merged(&self) -> Result<Backbone> {
         let mut params = self.base.params().clone();
-        for (k, v) in self.tensors()? {
-            let name = k.strip_prefix(&self.prefix).unwrap_or(&k).to_string();
-            params.insert(name, v);
-        }
+        params.extend(self.overrides()?);
         Backbone::from_params(self.base.spec().clone(), params, self.base.device())
     }
 }

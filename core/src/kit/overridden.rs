@@ -37,6 +37,12 @@ impl OverriddenSource {
         Ok(linear(&f, &self.head.0, &self.head.1)?.detach())
     }
 
+    /// The source with the replaced parameters and the head folded in: one plain backbone whose
+    /// forward is [`OverriddenSource::forward`] (see [`crate::merge::merge_into_backbone`]).
+    pub fn merged(&self) -> Result<crate::Backbone> {
+        crate::merge::merge_into_backbone(&self.source.backbone, &self.overrides, &self.head.0, &self.head.1)
+    }
+
     /// The replaced parameters, by backbone name.
     pub fn overrides(&self) -> &ParamMap {
         &self.overrides

@@ -5,7 +5,9 @@ use graft_core::features::CacheOutcome;
 use graft_core::ImageSet;
 use graft_core::optim::ParamGroup;
 use graft_core::train::{train, Split, TrainConfig};
-use graft_core::{Attachments, Delta, FitContext, Footprint, ParamMap, Result, Source, Task, TaskModel, Trainable};
+use graft_core::backbone::FEATURE_TAP;
+use graft_core::merge::merge_into_backbone;
+use graft_core::{Attachments, Backbone, Delta, FitContext, Footprint, GraftError, ParamMap, Result, Source, Task, TaskModel, Trainable};
 use candle_core::Tensor;
 
 /// How a baseline splits the network between the frozen source and what it trains.
@@ -82,6 +84,26 @@ impl TaskModel for BaselineModel {
 
     fn source_hash(&self) -> &str {
         &self.source.hash
+    }
+
+    /// The source (or the tuned copy's base) with the tuned values and the new head in place of
+    /// the classifier. Only when the head reads the pooled features: a linear probe on an
+    /// earlier tap has no plain-weights form.
+    fn merged(&self) -> Result<Option<Backbone>> {
+        let reads = self.net.body.as_ref().map(|b| b.to.as_str()).or(self.plan.frozen_until.as_deref());
+        if reads != Some(FEATURE_TAP) {
+            return Err(GraftError::Incompatible(format!(
+                "{}'s head reads tap '{}', not the pooled features '{FEATURE_TAP}', so the task has no plain-weights form",
+                self.plan.method,
+                reads.unwrap_or("images")
+            )));
+        }
+        let (base, overrides) = match &self.net.body {
+            Some(b) => (b.tuned.base(), b.tuned.overrides()?),
+            None => (&self.source.backbone, ParamMap::new()),
+        };
+        let (w, b) = self.net.head_tensors();
+        Ok(Some(merge_into_backbone(base, &overrides, &w, &b)?))
     }
 }
 

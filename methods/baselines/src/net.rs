@@ -63,10 +63,14 @@ impl Net {
         Ok(Self { prefix: None, body, head })
     }
 
+    /// The head's weight `(classes, features)` and bias `(classes,)`.
+    pub fn head_tensors(&self) -> (Tensor, Tensor) {
+        (self.head.tensor(HEAD_WEIGHT).expect("head weight exists"), self.head.tensor(HEAD_BIAS).expect("head bias exists"))
+    }
+
     fn logits(&self, features: Tensor) -> Result<Tensor> {
         let f = if features.rank() == 4 { global_avg_pool(&features)? } else { features };
-        let w = self.head.tensor(HEAD_WEIGHT).expect("head weight exists");
-        let b = self.head.tensor(HEAD_BIAS).expect("head bias exists");
+        let (w, b) = self.head_tensors();
         linear(&f, &w, &b)
     }
 

@@ -146,7 +146,8 @@ struct KernelMasks {
     real: Trainables,
     /// `S` per masked conv (`scale = "learned"` only).
     learned: Trainables,
-    /// Optimiser steps taken so far and planned in all (for the temperature schedule).
+    /// The trainer's current optimiser step and the steps it plans in all (the temperature
+    /// schedule), as [`Trainable::begin_step`] gives them.
     step: usize,
     total_steps: usize,
 }
@@ -169,8 +170,8 @@ impl Hooks for MaskHooks<'_> {
 
 impl KsmNet {
     /// A fresh net: every `M^r` entry `mask_init`, `S = 0`, BNs from the source, a seeded head.
-    /// `total_steps` is the length of the temperature schedule (`epochs · ceil(n / batch)`).
-    pub fn new(config: &KsmConfig, base: &Backbone, layout: Layout, classes: usize, seed: u64, total_steps: usize) -> Result<Self> {
+    /// The temperature schedule follows the trainer's steps ([`Trainable::begin_step`]).
+    pub fn new(config: &KsmConfig, base: &Backbone, layout: Layout, classes: usize, seed: u64) -> Result<Self> {
         let device = base.device().clone();
         let (mut real, mut learned) = (Trainables::new(), Trainables::new());
         let mut by_weight = BTreeMap::new();
@@ -183,12 +184,13 @@ impl KsmNet {
         }
         let tuned = layout.bns.tuned(base, PREFIX)?;
         let head = TaskHead::new(layout.features, classes, seed, &device)?;
-        let masks = KernelMasks { layout, config: config.clone(), by_weight, real, learned, step: 0, total_steps };
+        let masks = KernelMasks { layout, config: config.clone(), by_weight, real, learned, step: 0, total_steps: 1 };
         Ok(Self { masks, tuned, head })
     }
 
-    /// The temperature at the current step: `τ₀ · (τ₁ / τ₀)^(step / (total − 1))`, from `tau`
-    /// at the first step to `tau_final` at the last.
+    /// The temperature at the trainer's current step: `τ₀ · (τ₁ / τ₀)^(step / (total − 1))`,
+    /// from `tau` at the first planned step to `tau_final` at the last. A run stopped early by
+    /// `patience` ends before `tau_final`.
     pub fn tau(&self) -> f64 {
         self.masks.tau()
     }
@@ -275,8 +277,13 @@ impl Trainable for KsmNet {
         Ok(self.head.logits(&f)?.detach())
     }
 
+    fn begin_step(&mut self, step: usize, total: usize) -> Result<()> {
+        self.masks.step = step;
+        self.masks.total_steps = total;
+        Ok(())
+    }
+
     fn after_step(&mut self) -> Result<()> {
-        self.masks.step += 1;
         self.tuned.apply_bn_stats()
     }
 
@@ -300,8 +307,7 @@ impl Trainable for KsmNet {
 pub fn fit(config: &KsmConfig, source: &Source, task: &Task, ctx: &mut FitContext) -> Result<KsmModel> {
     task.validate()?;
     let layout = Layout::new(config, &source.backbone)?;
-    let total_steps = config.train.epochs * task.train.len().div_ceil(config.train.batch_size);
-    let mut net = KsmNet::new(config, &source.backbone, layout, task.num_classes, ctx.seed, total_steps)?;
+    let mut net = KsmNet::new(config, &source.backbone, layout, task.num_classes, ctx.seed)?;
     let groups = net.param_groups();
     train_on_task(&mut net, groups, task, &config.train, ctx, NAME)?;
     // The fitted model is built from exactly what is stored, so save→load cannot change it.
@@ -426,5 +432,10 @@ impl TaskModel for KsmModel {
 
     fn source_hash(&self) -> &str {
         &self.eval.source().hash
+    }
+
+    /// The source with `W ⊙ M` folded into the masked weights, the task's BNs and its head.
+    fn merged(&self) -> Result<Option<Backbone>> {
+        Ok(Some(self.eval.merged()?))
     }
 }

@@ -312,4 +312,9 @@ impl TaskModel for PiggybackModel {
     fn source_hash(&self) -> &str {
         &self.eval.source().hash
     }
+
+    /// The source with `W ⊙ B` folded into the masked weights, the task's BNs and its head.
+    fn merged(&self) -> Result<Option<Backbone>> {
+        Ok(Some(self.eval.merged()?))
+    }
 }

@@ -70,6 +70,11 @@ impl TaskModel for TliModel {
         self.net.eval_logits(images)
     }
 
+    /// The student itself: a whole network of its own architecture, head included.
+    fn merged(&self) -> Result<Option<Backbone>> {
+        Ok(Some(self.student()?))
+    }
+
     fn footprint(&self) -> Footprint {
         let student = self.net.tuned.base();
         let stored_bytes = self
