@@ -137,7 +137,10 @@ impl TransferMethod for Snow {
             n_train,
             feed,
         };
-        let mut net = SnowNet { delta, merge, pools, noise_std: self.config.noise_var.sqrt(), data: Some(data) };
+        let mut net = SnowNet { delta, merge, pools, noise_std: self.config.noise_var.sqrt(),
+            noise_rng: SeededRng::derived(ctx.seed, "snow-selection-noise"),
+            data: Some(data),
+        };
         let groups = vec![
             ParamGroup { vars: net.delta_vars(), settings: self.config.train.optim() },
             ParamGroup { vars: net.pool_vars(), settings: self.config.pool_optim.clone() },

@@ -81,6 +81,9 @@ pub struct SnowNet {
     pub pools: Vec<ChannelPool>,
     /// Standard deviation of the selection noise while training, σ.
     pub noise_std: f64,
+    /// The selection noise's own random stream (from the run seed), so that the noise never
+    /// draws from the trainer's shuffling stream: `noise_var = 0` keeps the data order.
+    pub noise_rng: SeededRng,
     /// Set while fitting.
     pub data: Option<FitData>,
 }
@@ -109,11 +112,11 @@ impl SnowNet {
 }
 
 impl Trainable for SnowNet {
-    fn train_logits(&mut self, x: &Tensor, rng: &mut SeededRng) -> Result<Tensor> {
+    fn train_logits(&mut self, x: &Tensor, _trainer_rng: &mut SeededRng) -> Result<Tensor> {
         let (images, taps) = self.data()?.batch(x)?;
         let mut selections = BTreeMap::new();
         for p in &self.pools {
-            selections.insert(p.tap.clone(), p.train_selection(self.noise_std, rng)?);
+            selections.insert(p.tap.clone(), p.train_selection(self.noise_std, &mut self.noise_rng)?);
         }
         let pooled = pooled_maps(&selections, &taps)?;
         let k = self.pools.first().map_or(0, |p| p.k);

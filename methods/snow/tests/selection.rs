@@ -111,3 +111,41 @@ fn the_folded_evaluation_fusion_equals_concatenate_then_convolve() {
     let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert_eq!(flat(&same), flat(&h));
 }
+
+#[test]
+fn selection_noise_never_draws_from_the_trainers_stream() {
+    // A SNOW net on the tiny source (the source itself as the delta): one training batch with
+    // noise on must leave the trainer's generator exactly where it was, so that the data order
+    // of later epochs does not depend on `noise_var`.
+    use graft_core::backbone::TunedBackbone;
+    use graft_core::{Trainable, Trainables};
+    use graft_snow::delta::merge_weight_name;
+    use graft_snow::method::init_merge;
+    use graft_snow::net::{Feed, FitData, SnowNet};
+    let dev = Device::Cpu;
+    let source = graft_core::conformance::tiny_source(7);
+    let task = graft_core::conformance::tiny_task(7);
+    let tap = "stage2.block0";
+    let channels = source.backbone.tap(tap).unwrap().channels;
+    let mut merge = Trainables::new();
+    merge.insert(merge_weight_name(tap), &init_merge(&mut SeededRng::new(1), channels, 2, &dev).unwrap()).unwrap();
+    let mut net = SnowNet {
+        delta: TunedBackbone::new(&source.backbone, "snow.delta.", |_| true).unwrap(),
+        merge,
+        pools: vec![ChannelPool::new(tap, channels, 2, 0.5, &dev).unwrap()],
+        noise_std: 1.0,
+        noise_rng: SeededRng::new(2),
+        data: Some(FitData {
+            images: [task.train.images_tensor(&dev).unwrap(), task.val.images_tensor(&dev).unwrap()],
+            n_train: task.train.len(),
+            feed: Feed::Recompute { source: source.backbone.clone(), taps: vec![tap.to_string()] },
+        }),
+    };
+    let mut trainer = SeededRng::derived(0, "trainer");
+    let batch = Tensor::new(&[0u32, 1, 2, 3], &dev).unwrap();
+    let noisy = net.train_logits(&batch, &mut trainer).unwrap();
+    assert_eq!(noisy.dims(), &[4, 3]);
+    assert_eq!(trainer.uniform_vec(8, 0.0, 1.0), SeededRng::derived(0, "trainer").uniform_vec(8, 0.0, 1.0));
+    // The noise did draw: its own stream moved on.
+    assert_ne!(net.noise_rng.uniform_vec(8, 0.0, 1.0), SeededRng::new(2).uniform_vec(8, 0.0, 1.0));
+}
