@@ -118,6 +118,13 @@ pub trait Trainable {
         let _ = batch;
         Ok(candle_nn::loss::cross_entropy(logits, labels)?)
     }
+    /// Called before each training batch with the trainer's optimiser step (from 0) and the
+    /// steps it plans in all (`epochs · ceil(n / batch_size)`), so a schedule the model owns
+    /// (KSM's temperature) follows the trainer's own count. Does nothing by default.
+    fn begin_step(&mut self, step: usize, total: usize) -> Result<()> {
+        let _ = (step, total);
+        Ok(())
+    }
     /// Called after each optimiser step (e.g. to update BN running statistics).
     fn after_step(&mut self) -> Result<()> {
         Ok(())
@@ -312,6 +319,7 @@ pub fn train(
         for (b, idx) in order.chunks(cfg.batch_size).enumerate() {
             factor = cfg.schedule.factor(step, total, steps_per_epoch, cfg.warmup_steps);
             let (xb, labels, yb) = batch_of(train.x, train.y, idx, &device)?;
+            model.begin_step(step, total)?;
             let logits = model.train_logits(&xb, &mut rng)?;
             let loss = model.loss(&logits, &yb, idx)?;
             let lv = loss.to_scalar::<f32>()?;

@@ -140,18 +140,19 @@ fn at_initialisation_the_task_weights_are_the_source_weights() {
     let source = tiny_source(4);
     let config = KsmConfig::default();
     let layout = Layout::new(&config, &source.backbone).unwrap();
-    let net = KsmNet::new(&config, &source.backbone, layout, 3, 0, 10).unwrap();
+    let net = KsmNet::new(&config, &source.backbone, layout, 3, 0).unwrap();
     let model = KsmModel::from_tensors(config, &source, net.delta_tensors().unwrap(), 3).unwrap();
     for (name, t) in model.effective_params() {
         assert_eq!(bits(t), bits(source.backbone.param(name).unwrap()), "{name} differs from the source at init");
     }
-    // The temperature falls geometrically from tau to tau_final over the planned steps.
+    // The temperature falls geometrically from tau to tau_final over the trainer's planned
+    // steps: 1e-3 · (1e-2)^(3/9) = 1e-3 · 10^(-2/3) = 2.1544347e-4 at step 3 of 10.
     let mut net = net;
     assert_eq!(net.tau(), 1e-3);
-    for _ in 0..9 {
-        graft_core::Trainable::after_step(&mut net).unwrap();
+    for (step, want) in [(0, 1e-3), (3, 2.154_434_7e-4), (9, 1e-5)] {
+        graft_core::Trainable::begin_step(&mut net, step, 10).unwrap();
+        assert!((net.tau() - want).abs() < 1e-10, "step {step}: {}", net.tau());
     }
-    assert!((net.tau() - 1e-5).abs() < 1e-12, "{}", net.tau());
     // The relaxed training mask starts within 1e-4 of the binary one.
     let mr = Tensor::full(5e-3f32, (2, 2), &Device::Cpu).unwrap();
     let a = scale_part(ScaleKind::Mask, &mr, None, 10.0, 5e-3).unwrap().unwrap();
@@ -219,4 +220,79 @@ fn bad_packed_tensors_are_named_with_their_shapes() {
     delta.tensors.insert(scale_key.clone(), Tensor::zeros((2, 2), DType::F16, &dev).unwrap());
     let err = Ksm { config: model.config().clone() }.load_model(&source, &delta).err().expect("accepted").to_string();
     assert!(err.contains(&scale_key) && err.contains("[2, 2]"), "{err}");
+}
+
+/// A KSM net that records the trainer's step, plan and the temperature of every batch.
+struct Recording {
+    net: KsmNet,
+    seen: Vec<(usize, usize, f64)>,
+}
+
+impl graft_core::Trainable for Recording {
+    fn begin_step(&mut self, step: usize, total: usize) -> graft_core::Result<()> {
+        self.net.begin_step(step, total)?;
+        self.seen.push((step, total, self.net.tau()));
+        Ok(())
+    }
+    fn train_logits(&mut self, x: &Tensor, rng: &mut SeededRng) -> graft_core::Result<Tensor> {
+        self.net.train_logits(x, rng)
+    }
+    fn eval_logits(&self, x: &Tensor) -> graft_core::Result<Tensor> {
+        self.net.eval_logits(x)
+    }
+    fn after_step(&mut self) -> graft_core::Result<()> {
+        self.net.after_step()
+    }
+    fn state(&self) -> graft_core::Result<graft_core::ParamMap> {
+        self.net.state()
+    }
+    fn set_state(&mut self, state: &graft_core::ParamMap) -> graft_core::Result<()> {
+        self.net.set_state(state)
+    }
+}
+
+#[test]
+fn the_temperature_follows_the_trainers_own_steps_even_when_it_stops_early() {
+    use graft_core::train::{train, Split};
+    let source = tiny_source(4);
+    let task = tiny_task(4);
+    let (n, batch) = (task.train.len(), 7);
+    assert!(n % batch != 0, "a last, short batch is part of the test");
+    let x = task.train.images_tensor(&Device::Cpu).unwrap();
+    let vx = task.val.images_tensor(&Device::Cpu).unwrap();
+    for patience in [None, Some(1)] {
+        let mut config = KsmConfig::default();
+        config.train.epochs = 6;
+        config.train.batch_size = batch;
+        config.train.patience = patience;
+        let layout = Layout::new(&config, &source.backbone).unwrap();
+        let net = KsmNet::new(&config, &source.backbone, layout, 3, 0).unwrap();
+        let groups = net.param_groups();
+        let mut rec = Recording { net, seen: Vec::new() };
+        let mut ctx = graft_core::FitContext::new(Device::Cpu, 0);
+        let report = train(
+            &mut rec,
+            groups,
+            Split { x: &x, y: &task.train.labels },
+            Some(Split { x: &vx, y: &task.val.labels }),
+            &config.train,
+            &mut ctx,
+            "ksm",
+        )
+        .unwrap();
+        // Every batch the trainer ran, in order, with its plan of 6 · ceil(n / 7) steps.
+        let planned = 6 * n.div_ceil(batch);
+        let ran = report.epochs.len() * n.div_ceil(batch);
+        assert_eq!(rec.seen.len(), ran, "{patience:?}");
+        for (i, &(step, total, tau)) in rec.seen.iter().enumerate() {
+            assert_eq!((step, total), (i, planned), "{patience:?}");
+            let want = 1e-3 * (1e-2f64).powf(i as f64 / (planned - 1) as f64);
+            assert!((tau - want).abs() <= 1e-12 * want.max(1e-300) + 1e-15, "{patience:?} step {i}: {tau} vs {want}");
+        }
+        if patience.is_none() {
+            assert_eq!(rec.seen.last().unwrap().2, 1e-5);
+        } else if report.stopped_early {
+            assert!(rec.seen.last().unwrap().2 > 1e-5, "stopped early, before tau_final");
+        }
+    }
 }
