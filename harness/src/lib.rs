@@ -2,8 +2,10 @@
 //! continual sequences) and the markdown report built from them. The `graft` binary uses these;
 //! they are a library so the fuzz targets in `fuzz/` and other tools can read the same files.
 
+pub mod candidates;
 pub mod report;
 pub mod results;
+pub mod selection;
 pub mod sequence;
 pub mod suite;
 

@@ -18,7 +18,7 @@ mod serve_bench_cmd;
 mod tli_cmd;
 
 // The file formats live in the library target.
-use graft_harness::{report, results, sequence, suite};
+use graft_harness::{candidates, report, results, sequence, suite};
 
 // Method crates register themselves when linked; name each one here.
 use graft_adapters as _;

@@ -142,12 +142,12 @@ pub fn render(records: &[RunRecord], method_order: &[&str]) -> String {
     for r in records {
         by_key.insert(&r.key, r);
     }
+    let unique: Vec<&RunRecord> = records.iter().filter(|r| std::ptr::eq(by_key[r.key.as_str()], *r)).collect();
+    // Of a method's candidate settings, only the one chosen on validation accuracy is shown.
+    let (shown, outcomes) = crate::selection::select(&unique);
     // (source, task) in first-appearance order.
     let mut groups: Vec<((&str, &str), Vec<&RunRecord>)> = Vec::new();
-    for r in records {
-        if !std::ptr::eq(by_key[r.key.as_str()], r) {
-            continue;
-        }
+    for &r in &shown {
         let g = (r.source.as_str(), r.task.as_str());
         match groups.iter_mut().find(|(k, _)| *k == g) {
             Some((_, v)) => v.push(r),
@@ -155,7 +155,7 @@ pub fn render(records: &[RunRecord], method_order: &[&str]) -> String {
         }
     }
 
-    let labels = variant_labels(by_key.values().copied());
+    let labels = variant_labels(shown.iter().copied());
     let mut out = String::new();
     let suites: BTreeSet<&str> = records.iter().map(|r| r.suite.as_str()).collect();
     let _ = writeln!(out, "# graft results\n");
@@ -182,6 +182,7 @@ pub fn render(records: &[RunRecord], method_order: &[&str]) -> String {
         "Test accuracy in %, mean ± sample std over seeds (n runs). Parameters, bytes and FLOPs are per task model; \
          FLOPs include the frozen source parts the model runs.\n"
     );
+    out.push_str(&crate::selection::render(&outcomes));
     if groups.is_empty() {
         let _ = writeln!(out, "_No results._");
         return out;
@@ -219,8 +220,13 @@ pub fn render(records: &[RunRecord], method_order: &[&str]) -> String {
                 let avg = |f: &dyn Fn(&RunRecord) -> f64| {
                     rs.iter().map(|r| f(r)).sum::<f64>() / rs.len() as f64
                 };
+                // A chosen candidate is labelled by its combination.
+                let label = match &rs[0].candidate {
+                    Some(tag) => format!("{method} ({})", tag.label),
+                    None => labels[&(method.clone(), hash.clone())].clone(),
+                };
                 Row {
-                    label: labels[&(method.clone(), hash.clone())].clone(),
+                    label,
                     acc: mean_std(&accs),
                     n: rs.len(),
                     params: avg(&|r| r.footprint.trainable_params as f64),
@@ -424,6 +430,8 @@ pub(crate) mod tests {
             config_hash: "h".into(),
             test_accuracy: acc,
             best_val_accuracy: None,
+            val_accuracy: None,
+            candidate: None,
             footprint: Footprint {
                 trainable_params: 1000,
                 stored_bytes: 4000,

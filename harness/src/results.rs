@@ -4,6 +4,7 @@
 //! mid-write) is reported with its line number and skipped; the other lines are kept. The writer
 //! starts on a fresh line when the file does not end with a newline.
 
+use crate::candidates::CandidateTag;
 use anyhow::{Context, Result};
 use graft_core::train::{CurvePoint, EpochMetrics};
 use std::collections::BTreeMap;
@@ -49,6 +50,14 @@ pub struct RunRecord {
     pub test_accuracy: f32,
     /// Best validation accuracy over the epochs (null when there was no validation split).
     pub best_val_accuracy: Option<f32>,
+    /// Validation accuracy of the model the run returned, what the selection protocol compares
+    /// (absent without a validation split, and in records written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_accuracy: Option<f32>,
+    /// The candidate combination the run tried, and where the protocol selects among them
+    /// (absent for a method without `[candidates]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<CandidateTag>,
     /// Cost figures of the task model.
     pub footprint: Footprint,
     /// Wall-clock seconds of `fit`.
@@ -293,6 +302,8 @@ mod tests {
             config_hash: "12345678".into(),
             test_accuracy: 0.5,
             best_val_accuracy: None,
+            val_accuracy: None,
+            candidate: None,
             footprint: Footprint::default(),
             train_seconds: 1.0,
             epochs: vec![],

@@ -1,6 +1,7 @@
 //! Running a suite: the grid (sources × tasks × methods × seeds), sharding, resume, the source
 //! cache, and one fit → evaluate → save → reload-check → record cycle per run.
 
+use crate::candidates::CandidateTag;
 use crate::cli::Verbosity;
 use crate::lock::ResultsLock;
 use crate::report::human_count;
@@ -98,24 +99,43 @@ pub struct GridEntry {
     pub config_hash: String,
     /// Unique run key.
     pub key: String,
+    /// The candidate combination this run tries (`[candidates.<method>]`), if any.
+    pub candidate: Option<String>,
     /// First 12 hex digits of the SHA-256 of the source entry and the task spec (canonical
     /// JSON): recorded with the run and checked on resume, so editing a task's classes or
     /// domain, or the source's training, under the same names cannot keep stale results.
     pub settings_fingerprint: String,
 }
 
-/// The full grid of `suite`, in a fixed order (sharding relies on it).
+/// A method's setting as the grid runs it: the full config, its hash and candidate label.
+struct MethodSetting {
+    config: serde_json::Value,
+    hash: String,
+    candidate: Option<String>,
+}
+
+/// The full grid of `suite`, in a fixed order (sharding relies on it): sources, tasks, methods,
+/// a method's candidate settings, seeds.
 pub fn grid(suite: &Suite) -> Result<Vec<GridEntry>> {
-    let mut configs = HashMap::new();
+    let mut settings: HashMap<&str, Vec<MethodSetting>> = HashMap::new();
     for m in &suite.methods {
-        let method = graft_core::registry::build(m, suite.method_configs.get(m))
-            .with_context(|| format!("suite {}: [method_configs.{m}]", suite.origin))?;
-        let config = method.config_json();
-        let hash = sha256_hex(canonical_json(&config).as_bytes())[..8].to_string();
-        configs.insert(m.as_str(), (config, hash));
+        let mut list = Vec::new();
+        for variant in suite.variants(m) {
+            let method = graft_core::registry::build(m, variant.config.as_ref()).with_context(|| match &variant.label {
+                None => format!("suite {}: [method_configs.{m}]", suite.origin),
+                Some(label) => format!("suite {}: [candidates.{m}] ({label})", suite.origin),
+            })?;
+            let config = method.config_json();
+            let hash = sha256_hex(canonical_json(&config).as_bytes())[..8].to_string();
+            if list.iter().any(|s: &MethodSetting| s.hash == hash) {
+                bail!("suite {}: [candidates.{m}]: '{}' gives a config another combination gives too", suite.origin, variant.label.unwrap_or_default());
+            }
+            list.push(MethodSetting { config, hash, candidate: variant.label });
+        }
+        settings.insert(m.as_str(), list);
     }
     for source in &suite.sources {
-        check_names_against_source(suite, source, &configs)?;
+        check_names_against_source(suite, source, &settings)?;
     }
     let mut out = Vec::new();
     for (si, source) in suite.sources.iter().enumerate() {
@@ -123,25 +143,24 @@ pub fn grid(suite: &Suite) -> Result<Vec<GridEntry>> {
             if !task.uses_source(&source.name) {
                 continue;
             }
-            let settings = serde_json::json!({ "source": json_of(source), "task": json_of(&task.spec) });
-            let settings_fingerprint = sha256_hex(canonical_json(&settings).as_bytes())[..12].to_string();
+            let settings_json = serde_json::json!({ "source": json_of(source), "task": json_of(&task.spec) });
+            let settings_fingerprint = sha256_hex(canonical_json(&settings_json).as_bytes())[..12].to_string();
             for method in &suite.methods {
-                let (config, config_hash) = &configs[method.as_str()];
-                for &seed in &suite.seeds {
-                    out.push(GridEntry {
-                        index: out.len(),
-                        source: si,
-                        task: ti,
-                        method: method.clone(),
-                        seed,
-                        config: config.clone(),
-                        config_hash: config_hash.clone(),
-                        key: format!(
-                            "{}/{}/{method}/s{seed}/{config_hash}",
-                            source.name, task.spec.name
-                        ),
-                        settings_fingerprint: settings_fingerprint.clone(),
-                    });
+                for setting in &settings[method.as_str()] {
+                    for &seed in &suite.seeds {
+                        out.push(GridEntry {
+                            index: out.len(),
+                            source: si,
+                            task: ti,
+                            method: method.clone(),
+                            seed,
+                            config: setting.config.clone(),
+                            config_hash: setting.hash.clone(),
+                            key: format!("{}/{}/{method}/s{seed}/{}", source.name, task.spec.name, setting.hash),
+                            candidate: setting.candidate.clone(),
+                            settings_fingerprint: settings_fingerprint.clone(),
+                        });
+                    }
                 }
             }
         }
@@ -153,7 +172,7 @@ pub fn grid(suite: &Suite) -> Result<Vec<GridEntry>> {
 /// (`<key> = { only = [...] }`, e.g. KSM's `layers`) each method's config names exist in `source`'s architecture
 /// (read from its description; nothing is allocated). Which of them a method accepts is the
 /// method's to check when it fits.
-fn check_names_against_source(suite: &Suite, source: &SourceEntry, configs: &HashMap<&str, (serde_json::Value, String)>) -> Result<()> {
+fn check_names_against_source(suite: &Suite, source: &SourceEntry, settings: &HashMap<&str, Vec<MethodSetting>>) -> Result<()> {
     let spec = source.backbone_spec(1);
     let (units, layers) = graft_core::Backbone::describe(&spec)
         .with_context(|| format!("suite {}: source '{}'", suite.origin, source.name))?;
@@ -163,13 +182,20 @@ fn check_names_against_source(suite: &Suite, source: &SourceEntry, configs: &Has
         .filter(|l| matches!(l.kind, graft_core::backbone::LayerKind::Conv(_)))
         .map(|l| l.name.as_str())
         .collect();
-    for method in &suite.methods {
-        let config = &configs[method.as_str()].0;
+    for (method, setting) in suite.methods.iter().flat_map(|m| settings[m.as_str()].iter().map(move |s| (m, s))) {
+        let config = &setting.config;
+        let table = match &setting.candidate {
+            None => format!("[method_configs.{method}]"),
+            Some(label) => format!("[candidates.{method}] ({label})"),
+        };
         let names = |v: &serde_json::Value| -> Vec<String> {
             v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default()
         };
         // A conv choice is `{ only = [...] }` under whatever key the method gives it.
         let mut checks = vec![("taps".to_string(), names(&config["taps"]), &taps)];
+        if let Some(tap) = config["tap"].as_str() {
+            checks.push(("tap".to_string(), vec![tap.to_string()], &taps));
+        }
         for (key, value) in config.as_object().into_iter().flatten() {
             if let Some(only) = value.get("only") {
                 checks.push((format!("{key}.only"), names(only), &convs));
@@ -178,7 +204,7 @@ fn check_names_against_source(suite: &Suite, source: &SourceEntry, configs: &Has
         for (key, named, known) in checks {
             if let Some(bad) = named.iter().find(|n| !known.contains(&n.as_str())) {
                 bail!(
-                    "suite {}: [method_configs.{method}] `{key}` names '{bad}', which {} (source '{}') does not have; it has: {}",
+                    "suite {}: {table} `{key}` names '{bad}', which {} (source '{}') does not have; it has: {}",
                     suite.origin,
                     spec.id(),
                     source.name,
@@ -777,10 +803,8 @@ impl Runner<'_> {
         if task.test.is_empty() {
             bail!("task '{}' has an empty test split", task.name);
         }
-        let method = graft_core::registry::build(
-            &entry.method,
-            self.suite.method_configs.get(&entry.method),
-        )?;
+        // The grid entry's full config: the method's table, or one candidate combination.
+        let method = graft_core::registry::build(&entry.method, Some(&entry.config))?;
 
         let mut epochs: Vec<EpochMetrics> = Vec::new();
         let mut curve: Vec<CurvePoint> = Vec::new();
@@ -846,6 +870,13 @@ impl Runner<'_> {
                 }
             };
 
+        // Validation accuracy of the returned model: what the selection protocol compares.
+        let val_accuracy = if task.val.is_empty() {
+            None
+        } else {
+            let vx = task.val.images_tensor(&self.device)?;
+            Some(accuracy(&|x: &Tensor| model.forward(x), Split { x: &vx, y: &task.val.labels }, EVAL_BATCH)?)
+        };
         let best_val_accuracy = epochs
             .iter()
             .filter_map(|m| m.val_acc)
@@ -867,6 +898,8 @@ impl Runner<'_> {
             config_hash: entry.config_hash.clone(),
             test_accuracy,
             best_val_accuracy,
+            val_accuracy,
+            candidate: entry.candidate.clone().map(|label| CandidateTag { label, select_by: self.suite.select_by }),
             footprint: model.footprint(),
             train_seconds,
             epochs,

@@ -26,6 +26,7 @@
 //!
 //! Every table rejects unknown keys; errors name the file, the table and the key.
 
+use crate::candidates::{overlay, Candidates, SelectBy};
 use anyhow::{Context, Result};
 use graft_core::backbone::{Arch, BackboneSpec, InputSpec};
 use graft_core::TrainConfig;
@@ -58,6 +59,10 @@ pub struct Suite {
     /// Record a convergence curve: validation accuracy every this many optimiser steps (and at
     /// step 0 and the last step) of every run (`None`: per epoch only).
     pub eval_every_steps: Option<usize>,
+    /// Candidate settings per method for the selection protocol (`[candidates.<method>]`).
+    pub candidates: BTreeMap<String, Candidates>,
+    /// Where the protocol picks one setting per method (`select_by`, default `"suite"`).
+    pub select_by: SelectBy,
     /// Where the suite was read from (for messages).
     pub origin: String,
 }
@@ -167,6 +172,15 @@ fn arch_id_or_table<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Resu
     }
 }
 
+/// One setting a method runs with.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Variant {
+    /// The candidate combination (`k=4, train.lr=0.001`); `None` without candidates.
+    pub label: Option<String>,
+    /// The config given to the registry (`None`: the method's defaults).
+    pub config: Option<serde_json::Value>,
+}
+
 /// A target task: a dataset task spec plus the sources it is run on.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TaskEntry {
@@ -221,6 +235,10 @@ struct RawSuite {
     method_configs: BTreeMap<String, toml::Value>,
     #[serde(default)]
     eval_every_steps: Option<usize>,
+    #[serde(default)]
+    candidates: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    select_by: SelectBy,
 }
 
 /// A name usable in run keys and file names: letters, digits, `.`, `_`, `-`.
@@ -300,6 +318,11 @@ impl Suite {
             method_configs.insert(name, json);
         }
 
+        let mut candidates = BTreeMap::new();
+        for (name, value) in &raw.candidates {
+            candidates.insert(name.clone(), Candidates::parse(value, &format!("candidates.{name}")).map_err(err)?);
+        }
+
         let suite = Suite {
             name: raw.name,
             description: raw.description,
@@ -311,6 +334,8 @@ impl Suite {
             sequences: raw.sequences,
             method_configs,
             eval_every_steps: raw.eval_every_steps,
+            candidates,
+            select_by: raw.select_by,
             origin: origin.to_string(),
         };
         suite.validate().map_err(err)?;
@@ -432,11 +457,41 @@ impl Suite {
                 ));
             }
         }
+        for name in self.candidates.keys() {
+            if !methods.contains(name.as_str()) {
+                return Err(format!("[candidates.{name}]: '{name}' is not in `methods` ({})", self.methods.join(", ")));
+            }
+        }
+        if !self.candidates.is_empty() && !self.sequences.is_empty() {
+            return Err("[candidates] and [[sequences]] cannot share a suite: select the settings first, then run the \
+                        sequences with the chosen values in [method_configs]"
+                .into());
+        }
         for m in &self.methods {
-            graft_core::registry::build(m, self.method_configs.get(m))
-                .map_err(|e| format!("[method_configs.{m}]: {e}"))?;
+            for variant in self.variants(m) {
+                graft_core::registry::build(m, variant.config.as_ref()).map_err(|e| match &variant.label {
+                    None => format!("[method_configs.{m}]: {e}"),
+                    Some(label) => format!("[candidates.{m}] ({label}): {e}"),
+                })?;
+            }
         }
         Ok(())
+    }
+
+    /// The settings `method` runs with: its `[method_configs]` table, or with candidates one
+    /// variant per combination laid over that table.
+    pub fn variants(&self, method: &str) -> Vec<Variant> {
+        let base = self.method_configs.get(method);
+        match self.candidates.get(method) {
+            None => vec![Variant { label: None, config: base.cloned() }],
+            Some(c) => {
+                let empty = serde_json::Value::Object(Default::default());
+                c.combinations()
+                    .into_iter()
+                    .map(|combo| Variant { config: Some(overlay(base.unwrap_or(&empty), &combo.overlay)), label: Some(combo.label) })
+                    .collect()
+            }
+        }
     }
 
     /// The results file: `override_path`, else the suite's `results`, else `results/<name>.jsonl`.
@@ -558,6 +613,8 @@ sources = ["s"]
             sequences: vec![],
             method_configs: BTreeMap::new(),
             eval_every_steps: None,
+            candidates: BTreeMap::new(),
+            select_by: SelectBy::Suite,
             origin: String::new(),
         };
         assert_eq!(s.results_path(None), PathBuf::from("results/q.jsonl"));
