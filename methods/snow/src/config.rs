@@ -13,11 +13,18 @@ pub struct SnowConfig {
     /// Width of the delta model as a fraction of the source's channels (paper: 1/8, §3).
     /// Rounded per family and never below one channel (or widen factor 1).
     pub width_fraction: f64,
-    /// Source taps the delta subscribes to; empty = the output of every stage (the last block
-    /// of `stage1`, `stage2`, ...), the paper's choice for ResNet-50.
+    /// Source taps the delta subscribes to; empty = the outputs of the last `last_stages` stages
+    /// (the last block of each).
     pub taps: Vec<String>,
-    /// Source channels selected per tap, K (re-implementation: 8, "M = 8").
-    pub k: usize,
+    /// With `taps` empty: subscribe to the outputs of this many stages, counted from the last;
+    /// 0 = every stage (the paper's choice for ResNet-50). Works on any architecture.
+    pub last_stages: usize,
+    /// Source channels selected at every tap, K (re-implementation: 8, "M = 8"). When given it
+    /// overrides `k_fraction`; `null` (the default) uses `k_fraction`.
+    pub k: Option<usize>,
+    /// K at each tap as a fraction of the tap's source channels, `max(1, round(k_fraction · C))`,
+    /// so one setting fits any source width (used when `k` is `null`).
+    pub k_fraction: f64,
     /// Variance σ² of the Gaussian noise added to the channel weights before top-K selection
     /// during training (re-implementation: 1e-3). 0 disables the noise.
     pub noise_var: f64,
@@ -44,7 +51,9 @@ impl Default for SnowConfig {
         Self {
             width_fraction: 0.125,
             taps: Vec::new(),
-            k: 8,
+            last_stages: 0,
+            k: None,
+            k_fraction: 0.125,
             noise_var: 1e-3,
             pool_init: 1.0,
             pool_optim,
@@ -53,13 +62,26 @@ impl Default for SnowConfig {
     }
 }
 
+impl SnowConfig {
+    /// K at a tap with `channels` source channels: `k`, or `max(1, round(k_fraction · C))`.
+    pub fn k_for(&self, channels: usize) -> usize {
+        self.k.unwrap_or_else(|| ((self.k_fraction * channels as f64).round() as usize).clamp(1, channels.max(1)))
+    }
+}
+
 impl MethodConfig for SnowConfig {
     fn validate(&self) -> std::result::Result<(), String> {
         if !(self.width_fraction > 0.0 && self.width_fraction <= 1.0) {
             return Err(format!("width_fraction must be in (0, 1], got {}", self.width_fraction));
         }
-        if self.k == 0 {
-            return Err("k must be at least 1".into());
+        if self.k == Some(0) {
+            return Err("k must be at least 1 (or null to use k_fraction)".into());
+        }
+        if !(self.k_fraction > 0.0 && self.k_fraction <= 1.0) {
+            return Err(format!("k_fraction must be in (0, 1], got {}", self.k_fraction));
+        }
+        if self.last_stages > 0 && !self.taps.is_empty() {
+            return Err("give `taps` or `last_stages`, not both".into());
         }
         if !(self.noise_var >= 0.0 && self.noise_var.is_finite()) {
             return Err(format!("noise_var must be a finite number >= 0, got {}", self.noise_var));

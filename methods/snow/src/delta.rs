@@ -82,8 +82,6 @@ pub struct Fusion<'a> {
     pub pooled: &'a BTreeMap<String, Tensor>,
     /// The fusion convs' weights (`snow.merge.<tap>.weight`).
     pub merge: &'a Trainables,
-    /// `K`, the pooled channels per tap.
-    pub k: usize,
 }
 
 impl Hooks for Fusion<'_> {
@@ -93,7 +91,8 @@ impl Hooks for Fusion<'_> {
             GraftError::Incompatible(format!("snow: no fusion weights for tap '{tap}'"))
         })?;
         let joined = Tensor::cat(&[&x, p], 1)?;
-        conv2d(&joined, &w, None, &merge_conv(tap, x.dim(1)?, self.k))
+        // K is the tap's own: the pooled maps' channels.
+        conv2d(&joined, &w, None, &merge_conv(tap, x.dim(1)?, p.dim(1)?))
     }
 }
 

@@ -43,7 +43,16 @@ pub fn init_merge(rng: &mut SeededRng, c: usize, k: usize, device: &Device) -> R
 impl Snow {
     /// The subscribed taps (config or every stage's output), in the source's forward order.
     fn tap_names(&self, source: &Backbone) -> Result<Vec<String>> {
-        let mut taps = if self.config.taps.is_empty() { stage_output_taps(source) } else { self.config.taps.clone() };
+        let mut taps = if self.config.taps.is_empty() {
+            let all = stage_output_taps(source);
+            let keep = match self.config.last_stages {
+                0 => all.len(),
+                n => n.min(all.len()),
+            };
+            all[all.len() - keep..].to_vec()
+        } else {
+            self.config.taps.clone()
+        };
         let mut indexed = taps.iter().map(|t| Ok((source.tap_index(t)?, t.clone()))).collect::<Result<Vec<_>>>()?;
         indexed.sort();
         taps = indexed.into_iter().map(|(_, t)| t).collect();
@@ -61,13 +70,14 @@ impl Snow {
         let plans = check_taps(&source.backbone, &base, &names)?
             .into_iter()
             .map(|(tap, source_channels, delta_channels, hw)| {
-                if self.config.k > source_channels {
+                let k = self.config.k_for(source_channels);
+                if k > source_channels {
                     return Err(GraftError::Config {
                         method: crate::NAME.into(),
-                        msg: format!("k = {} but tap '{tap}' has only {source_channels} source channels", self.config.k),
+                        msg: format!("k = {k} but tap '{tap}' has only {source_channels} source channels"),
                     });
                 }
-                Ok(TapPlan { tap, source_channels, delta_channels, hw })
+                Ok(TapPlan { tap, source_channels, delta_channels, hw, k })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok((base, plans))
@@ -122,8 +132,8 @@ impl TransferMethod for Snow {
         let mut merge = Trainables::new();
         let mut pools = Vec::new();
         for p in &plans {
-            merge.insert(merge_weight_name(&p.tap), &init_merge(&mut rng, p.delta_channels, self.config.k, &device)?)?;
-            pools.push(ChannelPool::new(&p.tap, p.source_channels, self.config.k, self.config.pool_init, &device)?);
+            merge.insert(merge_weight_name(&p.tap), &init_merge(&mut rng, p.delta_channels, p.k, &device)?)?;
+            pools.push(ChannelPool::new(&p.tap, p.source_channels, p.k, self.config.pool_init, &device)?);
         }
         let names: Vec<String> = plans.iter().map(|p| p.tap.clone()).collect();
         let wanted: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -170,7 +180,6 @@ impl TransferMethod for Snow {
     fn load(&self, source: &Source, delta: &Delta) -> Result<Box<dyn TaskModel>> {
         delta.check(source, crate::NAME)?;
         let (base, plans) = self.layout(source, delta.num_classes, 0)?;
-        let k = self.config.k;
         let mut expected = 0;
         let delta_tensors: ParamMap =
             delta.tensors.iter().filter(|(n, _)| n.starts_with(DELTA_PREFIX)).map(|(n, t)| (n.clone(), t.clone())).collect();
@@ -186,6 +195,7 @@ impl TransferMethod for Snow {
         let mut selections = BTreeMap::new();
         for p in &plans {
             let name = merge_weight_name(&p.tap);
+            let k = p.k;
             merge.insert(&name, delta.tensor_shaped(&name, &[p.delta_channels, p.delta_channels + k, 1, 1])?)?;
             let index = delta.tensor_shaped(&pool_index_name(&p.tap), &[k])?;
             let weight = delta.tensor_shaped(&pool_weight_name(&p.tap), &[k])?;

@@ -21,6 +21,8 @@ pub struct TapPlan {
     pub delta_channels: usize,
     /// Spatial size of the tap's maps.
     pub hw: (usize, usize),
+    /// Source channels selected at the tap, K.
+    pub k: usize,
 }
 
 /// A SNOW task model.
@@ -98,13 +100,12 @@ impl TaskModel for SnowModel {
     }
 
     fn footprint(&self) -> Footprint {
-        let k = self.config.k;
         let pools: usize = self.taps.iter().map(|t| t.source_channels).sum();
         let merge_flops: u64 = self
             .taps
             .iter()
             .map(|t| {
-                let c = merge_conv(&t.tap, t.delta_channels, k);
+                let c = merge_conv(&t.tap, t.delta_channels, t.k);
                 2 * (c.in_channels * c.out_channels * t.hw.0 * t.hw.1) as u64
             })
             .sum();

@@ -119,8 +119,7 @@ impl Trainable for SnowNet {
             selections.insert(p.tap.clone(), p.train_selection(self.noise_std, &mut self.noise_rng)?);
         }
         let pooled = pooled_maps(&selections, &taps)?;
-        let k = self.pools.first().map_or(0, |p| p.k);
-        let fusion = Fusion { pooled: &pooled, merge: &self.merge, k };
+        let fusion = Fusion { pooled: &pooled, merge: &self.merge };
         self.delta.forward_with(&images, None, LOGITS_TAP, true, &fusion)
     }
 

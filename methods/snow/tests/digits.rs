@@ -87,7 +87,8 @@ fn cached_and_recomputed_source_taps_train_the_same_model() {
 fn a_damaged_delta_is_rejected_with_the_tensor_named() {
     let source = source();
     let target = digits_task("digits-5to9", &[5, 6, 7, 8, 9]);
-    let model = fit(&source, &target, "snow", json!({ "train": { "epochs": 1 } }), 1, FeatureCache::default());
+    // K = 8 at every tap, so the damaged index below has the right length and one bad entry.
+    let model = fit(&source, &target, "snow", json!({ "k": 8, "train": { "epochs": 1 } }), 1, FeatureCache::default());
     let dir = tempfile::tempdir().unwrap();
     let method = registry::build("snow", Some(&model.config_json())).unwrap();
     let mut delta = model.delta().unwrap();

@@ -101,7 +101,7 @@ fn the_folded_evaluation_fusion_equals_concatenate_then_convolve() {
     let selections: BTreeMap<String, _> = [(tap.to_string(), p.eval_selection().unwrap())].into();
     let taps: BTreeMap<String, Tensor> = [(tap.to_string(), x)].into();
     let pooled = pooled_maps(&selections, &taps).unwrap();
-    let naive = Fusion { pooled: &pooled, merge: &merge, k }.tap_output(tap, h.clone()).unwrap();
+    let naive = Fusion { pooled: &pooled, merge: &merge }.tap_output(tap, h.clone()).unwrap();
     let fusions = eval_fusions(&merge, &selections).unwrap();
     let folded = EvalFusionHooks { fusions: &fusions, taps: &taps }.tap_output(tap, h.clone()).unwrap();
     let diff = (naive - folded).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
