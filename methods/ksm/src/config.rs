@@ -75,6 +75,10 @@ pub struct KsmConfig {
     /// κ of `scale = "mask"`: `A^s = κ (M^r − m₀)`. Default 10 (graft's choice, so that Adam's
     /// ~1e-4 steps on `M^r` move a kernel's scale by ~1e-3 per step).
     pub scale_gain: f64,
+    /// "Off means off": compose the mask as `M = M^b ⊙ (1 + A^s)` instead of `M^b + A^s`, so a
+    /// kernel whose binary part is 0 is exactly 0 rather than an `A^s`-scaled copy of itself.
+    /// Default false (the additive form).
+    pub gate_scale: bool,
     /// Stored dtype of `A^s` (`f16` or `f32`); evaluation uses the stored, rounded values.
     /// Default `f16`.
     pub scale_dtype: ScaleDType,
@@ -103,6 +107,7 @@ impl Default for KsmConfig {
             mask_init: 5e-3,
             scale: ScaleKind::Mask,
             scale_gain: 10.0,
+            gate_scale: false,
             scale_dtype: ScaleDType::F16,
             tune_bn: true,
             head_lr: None,

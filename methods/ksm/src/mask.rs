@@ -1,10 +1,12 @@
 //! KSM's mask math, one value per kernel `(out, in/groups)` of a conv weight.
 //!
-//! * Training: `M = M^b + A^s` with the relaxed binary part
+//! * Training: `M = M^b + A^s` (or, with `gate_scale`, `M = M^b ⊙ (1 + A^s)`: a kernel switched
+//!   off is exactly 0) with the relaxed binary part
 //!   `M^b = softmax([M^r, −M^r] / τ)₀ = σ(2 M^r / τ) = ½ (1 + tanh(M^r / τ))`, which is exactly
 //!   differentiable (no straight-through estimator), and the real part `A^s` of
 //!   [`crate::ScaleKind`].
-//! * Evaluation: `M = 1[M^r > 0] + A^s`, with `A^s` rounded to its stored dtype.
+//! * Evaluation: `M = 1[M^r > 0] + A^s` (gated: `1[M^r > 0] ⊙ (1 + A^s)`), with `A^s` rounded to
+//!   its stored dtype.
 //! * Task weight: `W_t = W ⊙ M`, broadcast over the `k × k` kernel.
 
 use crate::config::{ScaleDType, ScaleKind};
@@ -37,13 +39,19 @@ pub fn scale_part(kind: ScaleKind, mr: &Tensor, learned: Option<&Tensor>, gain: 
     })
 }
 
-/// The training soft mask `σ(2 M^r / τ) + A^s`.
-pub fn soft_mask(mr: &Tensor, scale: Option<&Tensor>, tau: f64) -> Result<Tensor> {
-    let b = soft_binary(mr, tau)?;
-    Ok(match scale {
-        Some(s) => (b + s)?,
-        None => b,
+/// `M^b + A^s`, or with `gate` ("off means off") `M^b ⊙ (1 + A^s)`, which is exactly 0 where
+/// the binary part is 0.
+fn compose(binary: Tensor, scale: Option<&Tensor>, gate: bool) -> Result<Tensor> {
+    Ok(match (scale, gate) {
+        (Some(s), false) => (binary + s)?,
+        (Some(s), true) => (&binary * (s + 1.0)?)?,
+        (None, _) => binary,
     })
+}
+
+/// The training soft mask `σ(2 M^r / τ) + A^s` (with `gate`: `σ(2 M^r / τ) ⊙ (1 + A^s)`).
+pub fn soft_mask(mr: &Tensor, scale: Option<&Tensor>, tau: f64, gate: bool) -> Result<Tensor> {
+    compose(soft_binary(mr, tau)?, scale, gate)
 }
 
 /// `A^s` rounded to the stored dtype and back to `like`'s dtype (what evaluation uses).
@@ -51,12 +59,10 @@ pub fn rounded_scale(scale: &Tensor, dtype: ScaleDType) -> Result<Tensor> {
     Ok(scale.detach().to_dtype(dtype.dtype())?.to_dtype(scale.dtype())?)
 }
 
-/// The evaluation mask `M^b + A^s` from a binary mask and an (already rounded) scale.
-pub fn eval_mask(binary: &Tensor, scale: Option<&Tensor>) -> Result<Tensor> {
-    Ok(match scale {
-        Some(s) => (binary + s)?,
-        None => binary.clone(),
-    })
+/// The evaluation mask `M^b + A^s` (with `gate`: `M^b ⊙ (1 + A^s)`) from a binary mask and an
+/// (already rounded) scale.
+pub fn eval_mask(binary: &Tensor, scale: Option<&Tensor>, gate: bool) -> Result<Tensor> {
+    compose(binary.clone(), scale, gate)
 }
 
 /// `W ⊙ M` with `W (out, in/groups, k, k)` and the kernel-wise `M (out, in/groups)`.

@@ -250,7 +250,7 @@ impl KernelMasks {
 
     /// The training soft mask of masked conv `i`.
     fn soft_mask(&self, i: usize) -> Result<Tensor> {
-        soft_mask(&self.real_mask(i), self.scale(i)?.as_ref(), self.tau())
+        soft_mask(&self.real_mask(i), self.scale(i)?.as_ref(), self.tau(), self.config.gate_scale)
     }
 
     /// The evaluation mask of masked conv `i`: binary part and the stored (rounded) scale.
@@ -261,7 +261,7 @@ impl KernelMasks {
 
     fn eval_mask(&self, i: usize) -> Result<Tensor> {
         let (b, s) = self.eval_parts(i)?;
-        eval_mask(&b, s.as_ref())
+        eval_mask(&b, s.as_ref(), self.config.gate_scale)
     }
 }
 
@@ -353,7 +353,7 @@ impl KsmModel {
                 Some(s) => Some(s.to_device(device)?.to_dtype(DType::F32)?),
                 None => None,
             };
-            let mask = eval_mask(&binary, scale.as_ref())?;
+            let mask = eval_mask(&binary, scale.as_ref(), config.gate_scale)?;
             overrides.insert(m.weight.clone(), apply_kernel_mask(backbone.param(&m.weight)?, &mask)?);
             masks.insert(m.weight.clone(), EvalMask { binary, scale });
         }

@@ -55,6 +55,18 @@ fn ksm_conforms() {
 }
 
 #[test]
+fn ksm_with_gated_scales_conforms() {
+    // "Off means off": the same tensors as the default, composed as M^b ⊙ (1 + A^s).
+    check_serially(&Case {
+        method: "ksm",
+        config: json!({ "gate_scale": true, "head_lr": 1e-2, "train": { "epochs": 2, "batch_size": 16, "lr": 1e-3 } }),
+        expected_trainable: |s, t| kernels(s, 0) + bn_affine(s) + head(s, t),
+        expected_stored_bytes: |s, t| bit_bytes(s, 0) + 2 * kernels(s, 0) + bn_bytes(s) + 4 * head(s, t),
+        expected_interconnections: 19,
+    });
+}
+
+#[test]
 fn ksm_with_learned_scales_conforms() {
     check_serially(&Case {
         method: "ksm",

@@ -35,13 +35,20 @@ fn relaxation_gradient_matches_central_differences() {
     let w = f64t(rng.normal((2, 3, 3, 3), 0.5, &dev).unwrap());
     let x = f64t(rng.normal((2, 3, 4, 4), 1.0, &dev).unwrap());
     let g = f64t(rng.normal((2, 2, 4, 4), 1.0, &dev).unwrap());
-    for (kind, tau) in [(ScaleKind::Mask, 1e-3), (ScaleKind::Mask, 0.3), (ScaleKind::None, 1e-3), (ScaleKind::Learned, 1e-2)] {
+    for (kind, tau, gate) in [
+        (ScaleKind::Mask, 1e-3, false),
+        (ScaleKind::Mask, 0.3, false),
+        (ScaleKind::Mask, 0.3, true),
+        (ScaleKind::None, 1e-3, false),
+        (ScaleKind::Learned, 1e-2, false),
+        (ScaleKind::Learned, 1e-2, true),
+    ] {
         // M^r within a few τ of the flip point, where the relaxation's slope changes fastest.
         let mr0: Vec<f64> = rng.uniform_vec(6, -2.0, 2.0).into_iter().map(|v| v as f64 * tau).collect();
         let s0: Vec<f64> = rng.uniform_vec(6, -0.3, 0.3).into_iter().map(f64::from).collect();
         let loss = |mr: &Tensor, s: &Tensor| -> Tensor {
             let a = scale_part(kind, mr, Some(s), 10.0, 5e-3).unwrap();
-            let m = soft_mask(mr, a.as_ref(), tau).unwrap();
+            let m = soft_mask(mr, a.as_ref(), tau, gate).unwrap();
             let y = conv2d(&x, &apply_kernel_mask(&w, &m).unwrap(), None, &def).unwrap();
             // Non-linear in the mask, so second-order terms show up if the gradient is wrong.
             (y.mul(&g).unwrap().sum_all().unwrap() + (y.sqr().unwrap().sum_all().unwrap() * 0.1).unwrap()).unwrap()
@@ -63,7 +70,7 @@ fn relaxation_gradient_matches_central_differences() {
             p[j] += h;
             m[j] -= h;
             let fd = (value(&p, &s0) - value(&m, &s0)) / (2.0 * h);
-            assert!((gmr[j] - fd).abs() <= 1e-6 * fd.abs().max(1.0), "{kind:?} τ {tau}: dL/dM^r[{j}] = {} vs finite difference {fd}", gmr[j]);
+            assert!((gmr[j] - fd).abs() <= 1e-6 * fd.abs().max(1.0), "{kind:?} τ {tau} gate {gate}: dL/dM^r[{j}] = {} vs finite difference {fd}", gmr[j]);
             if let Some(gs) = &gs {
                 let h = 1e-5;
                 let (mut p, mut m) = (s0.clone(), s0.clone());
@@ -157,7 +164,7 @@ fn at_initialisation_the_task_weights_are_the_source_weights() {
     let mr = Tensor::full(5e-3f32, (2, 2), &Device::Cpu).unwrap();
     let a = scale_part(ScaleKind::Mask, &mr, None, 10.0, 5e-3).unwrap().unwrap();
     assert_eq!(a.to_vec2::<f32>().unwrap(), vec![vec![0.0; 2]; 2]);
-    let soft = soft_mask(&mr, Some(&a), 1e-3).unwrap().to_vec2::<f32>().unwrap();
+    let soft = soft_mask(&mr, Some(&a), 1e-3, false).unwrap().to_vec2::<f32>().unwrap();
     assert!(soft.iter().flatten().all(|&v| (1.0 - v) < 1e-4), "{soft:?}");
 }
 
@@ -295,4 +302,36 @@ fn the_temperature_follows_the_trainers_own_steps_even_when_it_stops_early() {
             assert!(rec.seen.last().unwrap().2 > 1e-5, "stopped early, before tau_final");
         }
     }
+}
+
+#[test]
+fn gated_scales_switch_a_kernel_off_exactly() {
+    // M^b = (1, 0, 1), A^s = (0.5, 0.5, −0.25): additive (1.5, 0.5, 0.75), gated (1.5, 0, 0.75).
+    let dev = Device::Cpu;
+    let b = Tensor::new(&[1f32, 0.0, 1.0], &dev).unwrap();
+    let a = Tensor::new(&[0.5f32, 0.5, -0.25], &dev).unwrap();
+    assert_eq!(graft_ksm::mask::eval_mask(&b, Some(&a), false).unwrap().to_vec1::<f32>().unwrap(), vec![1.5, 0.5, 0.75]);
+    assert_eq!(graft_ksm::mask::eval_mask(&b, Some(&a), true).unwrap().to_vec1::<f32>().unwrap(), vec![1.5, 0.0, 0.75]);
+    // A fitted gated model: every switched-off kernel of every masked conv is exactly zero.
+    let source = tiny_source(5);
+    let mut config = KsmConfig { scale: ScaleKind::Mask, gate_scale: true, head_lr: Some(1e-2), ..KsmConfig::default() };
+    config.train.epochs = 3;
+    config.train.batch_size = 16;
+    config.train.lr = 2e-3;
+    let model = Ksm { config }.fit_model(&source, &tiny_task(1), &mut FitContext::new(Device::Cpu, 1)).unwrap();
+    let mut off = 0;
+    for (weight, m) in model.eval_masks() {
+        let w = &model.effective_params()[weight];
+        let (o, i) = m.binary.dims2().unwrap();
+        let mass = w.reshape((o, i, ())).unwrap().abs().unwrap().sum(2).unwrap().to_vec2::<f32>().unwrap();
+        for (bits_row, mass_row) in m.binary.to_vec2::<f32>().unwrap().iter().zip(&mass) {
+            for (&bit, &kernel) in bits_row.iter().zip(mass_row) {
+                if bit == 0.0 {
+                    off += 1;
+                    assert_eq!(kernel, 0.0, "{weight}: a switched-off kernel is not zero");
+                }
+            }
+        }
+    }
+    assert!(off > 0, "training switched no kernel off");
 }
