@@ -22,6 +22,8 @@ pub struct CandidateScore {
     /// Source × task cells where its mean validation accuracy is the best of the candidates
     /// (ties count for each).
     pub best_cells: usize,
+    /// Whether it could be chosen: all its runs recorded, each with a validation accuracy.
+    pub eligible: bool,
 }
 
 /// The choice for one method (and cell, with `select_by = "task"`).
@@ -119,11 +121,15 @@ fn choose(suite: String, method: String, select_by: SelectBy, cell: Option<(Stri
                 runs: rs.len(),
                 val,
                 best_cells: best_cells.get(hash).copied().unwrap_or(0),
+                eligible: false,
             }
         })
         .collect();
     candidates.sort_by(|a, b| a.label.cmp(&b.label));
     let full = candidates.iter().map(|c| c.runs).max().unwrap_or(0);
+    for c in &mut candidates {
+        c.eligible = c.runs == full && c.val.0.is_finite();
+    }
     let mut notes = Vec::new();
     for c in &candidates {
         if c.runs < full {
@@ -134,7 +140,7 @@ fn choose(suite: String, method: String, select_by: SelectBy, cell: Option<(Stri
     }
     let chosen = candidates
         .iter()
-        .filter(|c| c.runs == full && c.val.0.is_finite())
+        .filter(|c| c.eligible)
         .fold(None::<&CandidateScore>, |best, c| match best {
             Some(b) if b.val.0 >= c.val.0 => Some(b),
             _ => Some(c),
@@ -172,7 +178,7 @@ pub fn render(outcomes: &[Outcome]) -> String {
         let runner_up = o
             .candidates
             .iter()
-            .filter(|c| Some(&c.config_hash) != o.chosen.as_ref() && c.val.0.is_finite())
+            .filter(|c| Some(&c.config_hash) != o.chosen.as_ref() && c.eligible)
             .map(|c| c.val.0)
             .fold(f64::NEG_INFINITY, f64::max);
         for c in &o.candidates {
@@ -184,6 +190,7 @@ pub fn render(outcomes: &[Outcome]) -> String {
                 Some(_) if Some(&c.config_hash) == o.chosen.as_ref() => "**chosen**".to_string(),
                 _ => String::new(),
             };
+            let mark = if c.eligible { mark } else { "not eligible (incomplete)".to_string() };
             let _ = writeln!(out, "| {} | {} | {val} | {} of {} | {mark} |", c.label, c.runs, c.best_cells, o.cells);
         }
         for n in &o.notes {
@@ -262,6 +269,10 @@ mod tests {
         let (_, outcomes) = select(&refs);
         assert_eq!(outcomes[0].chosen.as_deref(), Some("h4"));
         assert!(outcomes[0].notes[0].contains("'k=8' has 1 of 2 runs"), "{:?}", outcomes[0].notes);
+        // The incomplete candidate's higher score is no runner-up: the chosen one has none.
+        let md = render(&outcomes);
+        assert!(md.contains("| k=4 | 2 | 60.00 ± 0.00 | 0 of 1 | **chosen** |"), "{md}");
+        assert!(md.contains("| k=8 | 1 | 90.00 ± 0.00 | 1 of 1 | not eligible (incomplete) |"), "{md}");
         let mut blind = runs[..2].to_vec();
         for r in &mut blind {
             r.val_accuracy = None;
