@@ -10,7 +10,7 @@ use graft_piggyback as _;
 
 fn cases() -> Vec<(&'static str, serde_json::Value)> {
     vec![
-        ("piggyback", json!({ "train": { "epochs": 2, "batch_size": 16 } })),
+        ("piggyback", json!({ "tune_bn": false, "train": { "epochs": 2, "batch_size": 16, "lr": 1e-4 } })),
         ("piggyback-bn", json!({ "tune_bn": true, "head_lr": 1e-2, "train": { "epochs": 2, "batch_size": 16, "lr": 1e-3 } })),
     ]
 }

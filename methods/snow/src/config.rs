@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SnowConfig {
-    /// Width of the delta model as a fraction of the source's channels (paper: 1/8, §3).
-    /// Rounded per family and never below one channel (or widen factor 1).
+    /// Width of the delta model as a fraction of the source's channels. Default 1/4, chosen by
+    /// the protocol run (paper: 1/8, §3). Rounded per family and never below one channel (or
+    /// widen factor 1).
     pub width_fraction: f64,
     /// Source taps the delta subscribes to; empty = the outputs of the last `last_stages` stages
     /// (the last block of each).
@@ -49,11 +50,13 @@ impl Default for SnowConfig {
             ..OptimizerSettings::default()
         };
         Self {
-            width_fraction: 0.125,
+            // width 1/4, K = 1/2 of each stage output's channels, every stage: chosen by the
+            // protocol run (docs/methods/snow.md).
+            width_fraction: 0.25,
             taps: Vec::new(),
             last_stages: 0,
             k: None,
-            k_fraction: 0.125,
+            k_fraction: 0.5,
             noise_var: 1e-3,
             pool_init: 1.0,
             pool_optim,
