@@ -81,7 +81,8 @@ fn export_merged(args: &ExportArgs) -> Result<()> {
     let (want, got) = (opened.model.forward(&x)?, merged.forward(&x)?);
     let diff = (&want - &got)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
     let scale = want.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
-    if !(diff <= 1e-5 * (1.0 + scale)) {
+    // NaN logits count as a difference.
+    if diff.is_nan() || diff > 1e-5 * (1.0 + scale) {
         bail!("the merged network of {} differs from the task model by {diff:e} on random images; nothing written", opened.delta_path.display());
     }
     let task = opened.task_info();

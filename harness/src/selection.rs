@@ -207,6 +207,7 @@ mod tests {
     use crate::candidates::CandidateTag;
     use crate::report::tests::rec;
 
+    #[allow(clippy::too_many_arguments)]
     fn cand(method: &str, label: &str, hash: &str, task: &str, seed: u64, val: f32, test: f32, by: SelectBy) -> RunRecord {
         let mut r = rec(method, seed, test);
         r.key = format!("s/{task}/{method}/s{seed}/{hash}");
@@ -221,7 +222,7 @@ mod tests {
     fn the_best_mean_validation_accuracy_is_kept_and_only_its_test_accuracy_shown() {
         // k=8 wins on validation (0.8, 0.7 vs 0.6, 0.75: means 0.75 vs 0.675) although k=4 has
         // the better test accuracy: the test split must not decide.
-        let runs = vec![
+        let runs = [
             cand("snow", "k=4", "h4", "a", 0, 0.60, 0.99, SelectBy::Suite),
             cand("snow", "k=4", "h4", "b", 0, 0.75, 0.99, SelectBy::Suite),
             cand("snow", "k=8", "h8", "a", 0, 0.80, 0.10, SelectBy::Suite),
@@ -245,7 +246,7 @@ mod tests {
 
     #[test]
     fn per_task_selection_chooses_in_each_cell() {
-        let runs = vec![
+        let runs = [
             cand("ksm", "lr=1", "h1", "a", 0, 0.9, 0.5, SelectBy::Task),
             cand("ksm", "lr=2", "h2", "a", 0, 0.8, 0.5, SelectBy::Task),
             cand("ksm", "lr=1", "h1", "b", 0, 0.1, 0.5, SelectBy::Task),
@@ -260,7 +261,7 @@ mod tests {
 
     #[test]
     fn an_incomplete_candidate_is_not_eligible_and_without_validation_nothing_is_chosen() {
-        let runs = vec![
+        let runs = [
             cand("snow", "k=4", "h4", "a", 0, 0.6, 0.5, SelectBy::Suite),
             cand("snow", "k=4", "h4", "a", 1, 0.6, 0.5, SelectBy::Suite),
             cand("snow", "k=8", "h8", "a", 0, 0.9, 0.5, SelectBy::Suite),
