@@ -6,8 +6,8 @@ use graft_core::checkpoint::abbrev;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
-/// Mean and sample standard deviation (0 for a single value).
-fn mean_std(xs: &[f64]) -> (f64, f64) {
+/// Mean and sample standard deviation (0 for a single value; NaN for none).
+pub(crate) fn mean_std(xs: &[f64]) -> (f64, f64) {
     let n = xs.len() as f64;
     if xs.is_empty() {
         return (f64::NAN, f64::NAN);

@@ -7,7 +7,7 @@ use crate::lock::ResultsLock;
 use crate::report::human_count;
 use crate::results::{self, ResultsWriter, RunRecord};
 use crate::sequence::{sequences_path, step_key, SequenceRecord, TaskAccuracy};
-use crate::suite::{SourceEntry, Suite};
+use crate::suite::{setting_origin, SourceEntry, Suite};
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{Device, Tensor};
 use graft_core::checkpoint::{abbrev, sha256_hex, write_atomic, GRAFT_VERSION};
@@ -121,10 +121,8 @@ pub fn grid(suite: &Suite) -> Result<Vec<GridEntry>> {
     for m in &suite.methods {
         let mut list = Vec::new();
         for variant in suite.variants(m) {
-            let method = graft_core::registry::build(m, variant.config.as_ref()).with_context(|| match &variant.label {
-                None => format!("suite {}: [method_configs.{m}]", suite.origin),
-                Some(label) => format!("suite {}: [candidates.{m}] ({label})", suite.origin),
-            })?;
+            let method = graft_core::registry::build(m, variant.config.as_ref())
+                .with_context(|| format!("suite {}: {}", suite.origin, setting_origin(m, variant.label.as_deref())))?;
             let config = method.config_json();
             let hash = sha256_hex(canonical_json(&config).as_bytes())[..8].to_string();
             if list.iter().any(|s: &MethodSetting| s.hash == hash) {
@@ -184,10 +182,7 @@ fn check_names_against_source(suite: &Suite, source: &SourceEntry, settings: &Ha
         .collect();
     for (method, setting) in suite.methods.iter().flat_map(|m| settings[m.as_str()].iter().map(move |s| (m, s))) {
         let config = &setting.config;
-        let table = match &setting.candidate {
-            None => format!("[method_configs.{method}]"),
-            Some(label) => format!("[candidates.{method}] ({label})"),
-        };
+        let table = setting_origin(method, setting.candidate.as_deref());
         let names = |v: &serde_json::Value| -> Vec<String> {
             v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default()
         };

@@ -4,6 +4,7 @@
 //! for the chosen setting alone.
 
 use crate::candidates::SelectBy;
+use crate::report::mean_std;
 use crate::results::RunRecord;
 use std::collections::BTreeMap;
 
@@ -49,13 +50,6 @@ pub struct Outcome {
 
 fn val_of(r: &RunRecord) -> Option<f64> {
     r.val_accuracy.or(r.best_val_accuracy).map(|v| v as f64 * 100.0)
-}
-
-fn mean_std(xs: &[f64]) -> (f64, f64) {
-    let n = xs.len() as f64;
-    let mean = xs.iter().sum::<f64>() / n;
-    let var = if xs.len() > 1 { xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
-    (mean, var.sqrt())
 }
 
 /// Splits `records` into those the report shows (runs of methods without candidates, and the

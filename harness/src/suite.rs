@@ -181,6 +181,15 @@ pub struct Variant {
     pub config: Option<serde_json::Value>,
 }
 
+/// Where in a suite a setting of `method` comes from, for messages: `[method_configs.<method>]`,
+/// or `[candidates.<method>] (<label>)` for a candidate combination.
+pub fn setting_origin(method: &str, candidate: Option<&str>) -> String {
+    match candidate {
+        None => format!("[method_configs.{method}]"),
+        Some(label) => format!("[candidates.{method}] ({label})"),
+    }
+}
+
 /// A target task: a dataset task spec plus the sources it is run on.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TaskEntry {
@@ -469,10 +478,8 @@ impl Suite {
         }
         for m in &self.methods {
             for variant in self.variants(m) {
-                graft_core::registry::build(m, variant.config.as_ref()).map_err(|e| match &variant.label {
-                    None => format!("[method_configs.{m}]: {e}"),
-                    Some(label) => format!("[candidates.{m}] ({label}): {e}"),
-                })?;
+                graft_core::registry::build(m, variant.config.as_ref())
+                    .map_err(|e| format!("{}: {e}", setting_origin(m, variant.label.as_deref())))?;
             }
         }
         Ok(())

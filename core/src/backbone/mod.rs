@@ -246,7 +246,7 @@ impl Backbone {
         }
         let known: std::collections::HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
         for name in params.keys() {
-            if !known.contains(name.as_str()) && !name.ends_with(".num_batches_tracked") {
+            if !known.contains(name.as_str()) && !crate::torch_io::is_bn_step_counter(name) {
                 problems.push(format!("unexpected key '{name}'"));
             }
         }
