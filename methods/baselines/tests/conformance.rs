@@ -112,3 +112,14 @@ fn a_partial_train_table_keeps_the_methods_other_defaults() {
     assert_eq!(c["train"]["lr"], d.train.lr);
     assert_eq!(c["train"]["optimizer"], json!(d.train.optimizer));
 }
+
+#[test]
+fn a_linear_probe_on_an_earlier_tap_says_it_has_no_plain_weights_form() {
+    let source = graft_core::conformance::tiny_source(7);
+    let task = graft_core::conformance::tiny_task(7);
+    let config = json!({ "tap": "stage2.block0", "train": { "epochs": 1, "batch_size": 16 } });
+    let method = graft_core::registry::build("linear-probe", Some(&config)).unwrap();
+    let model = method.fit(&source, &task, &mut graft_core::FitContext::new(candle_core::Device::Cpu, 1)).unwrap();
+    let err = model.merged().err().expect("no merged form").to_string();
+    assert!(err.contains("linear-probe's head reads tap 'stage2.block0', not the pooled features 'pool'"), "{err}");
+}
