@@ -398,6 +398,10 @@ pub struct ReportArgs {
     /// Where to write the markdown (default: the (first) results path with .md).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// The methods every other method is set against, pair by pair, in the "Each method
+    /// against …" tables (comma-separated; default: feature-extractor,fine-tune).
+    #[arg(long, value_delimiter = ',', value_name = "METHOD")]
+    pub against: Vec<String>,
 }
 
 /// `graft bench`.

@@ -8,6 +8,7 @@ pub mod results;
 pub mod selection;
 pub mod sequence;
 pub mod suite;
+pub mod versus;
 
 // The unit tests parse suites that name registered methods: link the method crates for them, as
 // the binary does.

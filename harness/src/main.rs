@@ -18,7 +18,7 @@ mod serve_bench_cmd;
 mod tli_cmd;
 
 // The file formats live in the library target.
-use graft_harness::{candidates, report, results, sequence, suite};
+use graft_harness::{candidates, report, results, sequence, suite, versus};
 
 // Method crates register themselves when linked; name each one here.
 use graft_adapters as _;
@@ -156,7 +156,7 @@ fn quick(data_dir: &Path) -> Result<()> {
     );
     let summary = runner::run_suite(&suite, &opts)?;
     let out = opts.results.with_extension("md");
-    write_report(std::slice::from_ref(&opts.results), &out)?;
+    write_report(std::slice::from_ref(&opts.results), &out, &versus::BASELINES)?;
     finish(&summary)
 }
 
@@ -183,11 +183,14 @@ fn report_cmd(args: &ReportArgs) -> Result<()> {
         None if args.results.is_empty() => PathBuf::from("results/report.md"),
         None => files[0].with_extension("md"),
     };
-    write_report(&files, &out)
+    let named: Vec<&str> = args.against.iter().map(String::as_str).collect();
+    let against: &[&str] = if named.is_empty() { &versus::BASELINES } else { &named };
+    write_report(&files, &out, against)
 }
 
-/// Reads `files`, prints the markdown report and writes it to `out`.
-fn write_report(files: &[PathBuf], out: &Path) -> Result<()> {
+/// Reads `files`, prints the markdown report (every other method set against `against`) and
+/// writes it to `out`.
+fn write_report(files: &[PathBuf], out: &Path, against: &[&str]) -> Result<()> {
     let mut records = Vec::new();
     let mut sequences = Vec::new();
     for f in files {
@@ -201,7 +204,7 @@ fn write_report(files: &[PathBuf], out: &Path) -> Result<()> {
         .iter()
         .map(|m| m.name)
         .collect();
-    let mut md = report::render(&records, &order);
+    let mut md = report::render_against(&records, &order, against);
     md.push_str(&sequence::render(&sequences, &records, &order));
     print!("{md}");
     graft_core::checkpoint::write_atomic(out, md.as_bytes())

@@ -47,7 +47,7 @@ pub fn human_bytes(b: f64) -> String {
 }
 
 /// Position of `method` in the registry order; unregistered methods sort after, by name.
-fn method_rank(method: &str, order: &[&str]) -> (usize, String) {
+pub(crate) fn method_rank(method: &str, order: &[&str]) -> (usize, String) {
     (
         order
             .iter()
@@ -135,14 +135,33 @@ pub(crate) fn variant_labels<'a>(records: impl IntoIterator<Item = &'a RunRecord
     labels
 }
 
-/// Renders `records` as markdown. Duplicate keys keep the last record. `method_order` is the
-/// registry order (e.g. the names of `graft_core::registry::methods()`).
-pub fn render(records: &[RunRecord], method_order: &[&str]) -> String {
-    let mut by_key: BTreeMap<&str, &RunRecord> = BTreeMap::new();
-    for r in records {
-        by_key.insert(&r.key, r);
+/// The row label of one config's runs: a chosen candidate by its combination, as its newest run
+/// names it; otherwise the config's label among the method's shown configs (`variant_labels`).
+pub(crate) fn shown_label(runs: &[&RunRecord], labels: &BTreeMap<(String, String), String>) -> String {
+    let newest = runs[runs.len() - 1];
+    match &newest.candidate {
+        Some(tag) => format!("{} ({})", newest.method, tag.label),
+        None => labels[&(newest.method.clone(), newest.config_hash.clone())].clone(),
     }
-    let unique: Vec<&RunRecord> = records.iter().filter(|r| std::ptr::eq(by_key[r.key.as_str()], *r)).collect();
+}
+
+/// Renders `records` as markdown. Duplicate keys keep the last record. `method_order` is the
+/// registry order (e.g. the names of `graft_core::registry::methods()`). Every other method is
+/// set against feature-extractor and fine-tune ([`crate::versus::BASELINES`]).
+pub fn render(records: &[RunRecord], method_order: &[&str]) -> String {
+    render_against(records, method_order, &crate::versus::BASELINES)
+}
+
+/// [`render`] with every other method set against the methods `against`.
+pub fn render_against(records: &[RunRecord], method_order: &[&str], against: &[&str]) -> String {
+    // A run is one per suite: two suites (e.g. two stages of a selection) may each record the
+    // same run key, and each keeps its own.
+    let mut by_key: BTreeMap<(&str, &str), &RunRecord> = BTreeMap::new();
+    for r in records {
+        by_key.insert((&r.suite, &r.key), r);
+    }
+    let unique: Vec<&RunRecord> =
+        records.iter().filter(|r| std::ptr::eq(by_key[&(r.suite.as_str(), r.key.as_str())], *r)).collect();
     // Of a method's candidate settings, only the one chosen on validation accuracy is shown.
     let (shown, outcomes) = crate::selection::select(&unique);
     // (source, task) in first-appearance order.
@@ -183,6 +202,7 @@ pub fn render(records: &[RunRecord], method_order: &[&str]) -> String {
          FLOPs include the frozen source parts the model runs.\n"
     );
     out.push_str(&crate::selection::render(&outcomes));
+    out.push_str(&crate::versus::render(&shown, method_order, against));
     if groups.is_empty() {
         let _ = writeln!(out, "_No results._");
         return out;
@@ -215,16 +235,12 @@ pub fn render(records: &[RunRecord], method_order: &[&str]) -> String {
         }
         let rows: Vec<Row> = cells
             .iter()
-            .map(|(((_, method), hash), rs)| {
+            .map(|(_, rs)| {
                 let accs: Vec<f64> = rs.iter().map(|r| r.test_accuracy as f64 * 100.0).collect();
                 let avg = |f: &dyn Fn(&RunRecord) -> f64| {
                     rs.iter().map(|r| f(r)).sum::<f64>() / rs.len() as f64
                 };
-                // A chosen candidate is labelled by its combination.
-                let label = match &rs[0].candidate {
-                    Some(tag) => format!("{method} ({})", tag.label),
-                    None => labels[&(method.clone(), hash.clone())].clone(),
-                };
+                let label = shown_label(rs, &labels);
                 Row {
                     label,
                     acc: mean_std(&accs),
@@ -491,15 +507,28 @@ pub(crate) mod tests {
             rec("fine-tune", 0, 0.95),
         ];
         let md = render(&records, &["fine-tune", "linear-probe", "scratch"]);
-        let ft = md.find("| fine-tune").unwrap();
-        let lp = md.find("| linear-probe").unwrap();
-        let sc = md.find("| scratch").unwrap();
+        // The per-pair table (after the "against" tables).
+        let table = &md[md.find("## s → t").expect("the pair's table")..];
+        let ft = table.find("| fine-tune").unwrap();
+        let lp = table.find("| linear-probe").unwrap();
+        let sc = table.find("| scratch").unwrap();
         assert!(ft < lp && lp < sc, "{md}");
         assert!(md.contains("**95.00 ± 0.00** (1)"), "{md}");
         assert!(md.contains("85.00 ± 7.07 (2)"), "{md}");
         assert!(md.contains("## s → t"), "{md}");
         // 4 epochs in 1.0 s: 0.25 s per epoch; 2.0 s per run; one interconnection.
         assert!(md.contains("| 2.00M | 1 | 0.25 | 2.0 |"), "{md}");
+    }
+
+    #[test]
+    fn the_same_key_in_two_suites_is_kept_in_each() {
+        // Stage 1 and stage 2 of a selection both ran the config `h`; each suite keeps its run.
+        let mut a = rec("ksm", 0, 0.5);
+        a.suite = "stage1".into();
+        let mut b = rec("ksm", 0, 0.5);
+        b.suite = "stage2".into();
+        let md = render(&[a, b], &["ksm"]);
+        assert!(md.starts_with("# graft results\n\n2 runs; suites: stage1, stage2;"), "{md}");
     }
 
     #[test]

@@ -46,6 +46,53 @@ pub struct Outcome {
     pub chosen: Option<String>,
     /// Why a candidate was not eligible or nothing was chosen.
     pub notes: Vec<String>,
+    /// The chosen candidate paired with the eligible runner-up, run by run.
+    pub paired: Option<Paired>,
+}
+
+/// The chosen candidate against the runner-up on the runs both made (same source, task and
+/// seed): the differences of their validation accuracies. Pairing removes the spread between
+/// cells and seeds, which dominates the spread of either candidate's own runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Paired {
+    /// The runner-up's combination.
+    pub runner_up: String,
+    /// Pairs compared.
+    pub n: usize,
+    /// Mean and sample std of chosen − runner-up, in points.
+    pub diff: (f64, f64),
+}
+
+impl Paired {
+    /// Twice the standard error of the mean difference: a mean difference above it is a
+    /// separation.
+    pub fn bar(&self) -> f64 {
+        2.0 * self.diff.1 / (self.n as f64).sqrt()
+    }
+}
+
+/// The candidate with the highest mean validation accuracy (ties: the first).
+fn best<'c>(candidates: impl Iterator<Item = &'c CandidateScore>) -> Option<&'c CandidateScore> {
+    candidates.fold(None, |best, c| match best {
+        Some(b) if b.val.0 >= c.val.0 => Some(b),
+        _ => Some(c),
+    })
+}
+
+/// `chosen` − `other` per (source, task, seed) both ran; `None` with fewer than two pairs.
+fn pair(runs: &[&RunRecord], chosen: &CandidateScore, other: &CandidateScore) -> Option<Paired> {
+    let key = |r: &RunRecord| (r.source.clone(), r.task.clone(), r.seed);
+    let theirs: BTreeMap<_, f64> = runs
+        .iter()
+        .filter(|r| r.config_hash == other.config_hash)
+        .filter_map(|r| Some((key(r), val_of(r)?)))
+        .collect();
+    let diffs: Vec<f64> = runs
+        .iter()
+        .filter(|r| r.config_hash == chosen.config_hash)
+        .filter_map(|r| Some(val_of(r)? - theirs.get(&key(r))?))
+        .collect();
+    (diffs.len() >= 2).then(|| Paired { runner_up: other.label.clone(), n: diffs.len(), diff: mean_std(&diffs) })
 }
 
 fn val_of(r: &RunRecord) -> Option<f64> {
@@ -84,8 +131,11 @@ pub fn select<'a>(records: &[&'a RunRecord]) -> (Vec<&'a RunRecord>, Vec<Outcome
 fn choose(suite: String, method: String, select_by: SelectBy, cell: Option<(String, String)>, runs: &[&RunRecord]) -> Outcome {
     let mut by_hash: BTreeMap<&str, (String, Vec<&RunRecord>)> = BTreeMap::new();
     for r in runs {
-        let label = r.candidate.as_ref().map(|t| t.label.clone()).unwrap_or_default();
-        by_hash.entry(r.config_hash.as_str()).or_insert_with(|| (label, Vec::new())).1.push(r);
+        // The newest record names the candidate: a run recorded before the suite gained an axis
+        // carries the older, shorter label of the same config.
+        let entry = by_hash.entry(r.config_hash.as_str()).or_default();
+        entry.0 = r.candidate.as_ref().map(|t| t.label.clone()).unwrap_or_default();
+        entry.1.push(r);
     }
     // Best candidates per source × task cell, by mean validation accuracy.
     let mut per_cell: BTreeMap<(&str, &str), BTreeMap<&str, Vec<f64>>> = BTreeMap::new();
@@ -132,18 +182,16 @@ fn choose(suite: String, method: String, select_by: SelectBy, cell: Option<(Stri
             notes.push(format!("'{}' has runs without a validation accuracy (a task without a validation split?)", c.label));
         }
     }
-    let chosen = candidates
-        .iter()
-        .filter(|c| c.eligible)
-        .fold(None::<&CandidateScore>, |best, c| match best {
-            Some(b) if b.val.0 >= c.val.0 => Some(b),
-            _ => Some(c),
-        })
-        .map(|c| c.config_hash.clone());
+    let winner = best(candidates.iter().filter(|c| c.eligible));
+    let paired = winner.and_then(|w| {
+        let runner_up = best(candidates.iter().filter(|c| c.eligible && c.config_hash != w.config_hash))?;
+        pair(runs, w, runner_up)
+    });
+    let chosen = winner.map(|c| c.config_hash.clone());
     if chosen.is_none() {
         notes.push("no candidate could be chosen: none of its test accuracies is shown".into());
     }
-    Outcome { suite, method, select_by, cell, cells: per_cell.len(), candidates, chosen, notes }
+    Outcome { suite, method, select_by, cell, cells: per_cell.len(), candidates, chosen, notes, paired }
 }
 
 /// The markdown section that shows every choice (empty when there were none).
@@ -186,6 +234,19 @@ pub fn render(outcomes: &[Outcome]) -> String {
             };
             let mark = if c.eligible { mark } else { "not eligible (incomplete)".to_string() };
             let _ = writeln!(out, "| {} | {} | {val} | {} of {} | {mark} |", c.label, c.runs, c.best_cells, o.cells);
+        }
+        if let Some(p) = &o.paired {
+            let verdict = if p.diff.0.abs() > p.bar() { "a separation" } else { "not a separation" };
+            let _ = writeln!(
+                out,
+                "\nPaired with the runner-up '{}' on the {} runs both made (same cell and seed): {:+.2} ± {:.2} points; \
+                 twice the standard error of that mean is {:.2}: {verdict}.",
+                p.runner_up,
+                p.n,
+                p.diff.0,
+                p.diff.1,
+                p.bar()
+            );
         }
         for n in &o.notes {
             let _ = writeln!(out, "\n_{n}_");
@@ -276,5 +337,44 @@ mod tests {
         let (kept, outcomes) = select(&refs);
         assert!(kept.is_empty());
         assert_eq!(outcomes[0].chosen, None);
+    }
+
+    #[test]
+    fn a_candidate_is_named_by_its_newest_run() {
+        // The first run was recorded when the suite had another axis (lambda); the same config
+        // under the current suite is labelled without it.
+        let runs = [
+            cand("tli", "lambda=0.75, train.lr=0.001", "h1", "a", 0, 0.8, 0.5, SelectBy::Suite),
+            cand("tli", "train.lr=0.001", "h1", "a", 1, 0.8, 0.5, SelectBy::Suite),
+        ];
+        let refs: Vec<&RunRecord> = runs.iter().collect();
+        let (_, outcomes) = select(&refs);
+        assert_eq!(outcomes[0].candidates.len(), 1);
+        assert_eq!(outcomes[0].candidates[0].label, "train.lr=0.001");
+    }
+
+    #[test]
+    fn the_choice_is_paired_with_the_runner_up_run_by_run() {
+        // A is 1 point above B on every (cell, seed): the spread across cells (60..90) hides it
+        // in the unpaired means (75 vs 74, std 12.9) but not in the pairs (+1.00 ± 0.00).
+        let mut runs = Vec::new();
+        for (task, seed, a) in [("a", 0, 0.60), ("a", 1, 0.70), ("b", 0, 0.80), ("b", 1, 0.90)] {
+            runs.push(cand("ksm", "A", "hA", task, seed, a, 0.5, SelectBy::Suite));
+            runs.push(cand("ksm", "B", "hB", task, seed, a - 0.01, 0.5, SelectBy::Suite));
+        }
+        let refs: Vec<&RunRecord> = runs.iter().collect();
+        let (_, outcomes) = select(&refs);
+        let p = outcomes[0].paired.clone().expect("paired");
+        assert_eq!((p.runner_up.as_str(), p.n), ("B", 4));
+        assert!((p.diff.0 - 1.0).abs() < 1e-4 && p.diff.1 < 1e-4, "{p:?}");
+        assert!(render(&outcomes).contains("Paired with the runner-up 'B' on the 4 runs both made (same cell and seed): +1.00 ± 0.00 points; twice the standard error of that mean is 0.00: a separation."));
+        // Differences +3, -1, +3, -1: mean 1, std sqrt(16/3) = 2.309, bar 2 * 2.309 / 2 = 2.309.
+        for (r, d) in runs.iter_mut().filter(|r| r.config_hash == "hB").zip([-0.03f32, 0.01, -0.03, 0.01]) {
+            r.val_accuracy = Some(r.val_accuracy.unwrap() + 0.01 + d);
+        }
+        let refs: Vec<&RunRecord> = runs.iter().collect();
+        let (_, outcomes) = select(&refs);
+        let md = render(&outcomes);
+        assert!(md.contains(": +1.00 ± 2.31 points; twice the standard error of that mean is 2.31: not a separation."), "{md}");
     }
 }
