@@ -44,7 +44,7 @@ fn adapters_learn_new_digit_classes_and_beat_a_linear_probe() {
         for domain_bn in [true, false] {
             let mut config = AdapterConfig { domain_bn, ..AdapterConfig::default() };
             config.train.epochs = 6;
-            config.train.batch_size = 32;
+            config.train.batch_size = 64; // the protocol run's batch, at which its lr was chosen
             let model = ResidualAdapters { placement, config }.fit_model(&source, &target, &mut FitContext::new(Device::Cpu, 1)).unwrap();
             let acc = test_accuracy(&model, &target);
             eprintln!("adapters {placement:?} (domain_bn {domain_bn}) digits 0-4 -> 5-9: test accuracy {acc:.3} (linear probe {probe_acc:.3})");

@@ -32,7 +32,8 @@ fn check_serially(case: &Case) {
 fn attention_conforms() {
     check_serially(&Case {
         method: "adaptive-attention",
-        config: json!({ "train": { "epochs": 2, "batch_size": 16, "lr": 0.05 } }),
+        // r = 16 (the counts below were worked out at it; the default is now 4).
+        config: json!({ "reduction": 16, "train": { "epochs": 2, "batch_size": 16, "lr": 0.05 } }),
         expected_trainable: |_: &Source, _: &Task| GATES + DOMAIN_BN + HEAD,
         // Everything in f32; the gates store no buffer.
         expected_stored_bytes: |_: &Source, _: &Task| 4 * (GATES + DOMAIN_BN_STORED + HEAD),
@@ -45,7 +46,7 @@ fn attention_conforms() {
 fn residual_attention_with_spatial_gates_and_no_domain_bn_conforms() {
     check_serially(&Case {
         method: "adaptive-attention",
-        config: json!({ "placement": "residual", "spatial": true, "spatial_kernel": 3, "domain_bn": false, "head_lr": 0.01, "train": { "epochs": 2, "batch_size": 16 } }),
+        config: json!({ "reduction": 16, "placement": "residual", "spatial": true, "spatial_kernel": 3, "domain_bn": false, "head_lr": 0.01, "train": { "epochs": 2, "batch_size": 16 } }),
         // Each module adds γ (C) and a spatial gate of 2·3² + 1 plus its scalar γ: 13 + 4 + 20,
         // 25 + 8 + 20, 49 + 16 + 20.
         expected_trainable: |_: &Source, _: &Task| 37 + 53 + 85 + HEAD,

@@ -49,15 +49,17 @@ fn attention_learns_new_digit_classes_and_beats_a_linear_probe() {
         let acc = test_accuracy(&model, &target);
         let mut series = AdapterConfig { domain_bn, ..AdapterConfig::default() };
         series.train.epochs = 6;
-        series.train.batch_size = 32;
+        // The protocol run's batch, at which the adapters' lr 0.3 was chosen (at batch 32 it
+        // diverges on this source).
+        series.train.batch_size = 64;
         let adapters = ResidualAdapters { placement: Placement::Series, config: series }.fit_model(&source, &target, &mut FitContext::new(Device::Cpu, 1)).unwrap();
         let (params, adapter_params) = (model.footprint().trainable_params, adapters.footprint().trainable_params);
         eprintln!(
             "attention (domain_bn {domain_bn}) digits 0-4 -> 5-9: test accuracy {acc:.3} with {params} trainable; series adapters {:.3} with {adapter_params}; linear probe {probe_acc:.3}",
             test_accuracy(&adapters, &target)
         );
-        // Measured at seed 1: 0.950 with domain BNs, 0.806 with the modules alone (one hidden unit
-        // each on this width-8 source), linear probe 0.706.
+        // Measured at seed 1 with r = 16: 0.950 with domain BNs, 0.806 with the modules alone (one
+        // hidden unit each on this width-8 source), linear probe 0.706; the default is now r = 4.
         let (floor, margin) = if domain_bn { (0.85, 0.1) } else { (0.6, 0.05) };
         assert!(acc > floor, "domain_bn {domain_bn}: accuracy {acc} (chance 0.2)");
         assert!(acc > probe_acc + margin, "domain_bn {domain_bn}: {acc} does not clearly beat the linear probe's {probe_acc}");

@@ -63,8 +63,8 @@ pub struct KsmConfig {
     /// σ(10) ≈ 0.99995, i.e. at the binary evaluation mask, and still passes a gradient).
     pub tau: f64,
     /// Final temperature τ₁: τ falls geometrically from `tau` to `tau_final` over the training
-    /// steps, so that by the end the relaxed mask is the binary one the task is evaluated with.
-    /// Default 1e-5 (graft's choice, see `docs/methods/ksm.md`); `tau_final = tau` keeps τ fixed.
+    /// steps (the trainer's own step and plan). Default 1e-3 = `tau`, a fixed temperature: chosen
+    /// over annealing to 1e-5 by the protocol run (`docs/methods/ksm.md`).
     pub tau_final: f64,
     /// Initial value m₀ of every real mask entry `M^r` (must be > 0: every kernel starts kept).
     /// Default 5e-3 (graft's choice: the same distance to the flip point as Piggyback's 1e-2 init
@@ -105,7 +105,7 @@ impl Default for KsmConfig {
         Self {
             layers: MaskedConvs::All,
             tau: 1e-3,
-            tau_final: 1e-5,
+            tau_final: 1e-3,
             mask_init: 5e-3,
             scale: ScaleKind::Mask,
             scale_gain: 10.0,

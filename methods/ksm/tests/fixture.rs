@@ -10,8 +10,8 @@ use graft_ksm as _;
 
 fn cases() -> Vec<(&'static str, serde_json::Value)> {
     vec![
-        ("ksm", json!({ "head_lr": 1e-2, "train": { "epochs": 2, "batch_size": 16, "lr": 1e-3 } })),
-        ("ksm-learned-scale", json!({ "scale": "learned", "scale_dtype": "f32", "train": { "epochs": 2, "batch_size": 16, "lr": 1e-4 } })),
+        ("ksm", json!({ "head_lr": 1e-2, "tau_final": 1e-5, "train": { "epochs": 2, "batch_size": 16, "lr": 1e-3 } })),
+        ("ksm-learned-scale", json!({ "scale": "learned", "scale_dtype": "f32", "tau_final": 1e-5, "train": { "epochs": 2, "batch_size": 16, "lr": 1e-4 } })),
     ]
 }
 

@@ -145,7 +145,8 @@ fn eval_masks_are_binary_plus_the_stored_scales_and_exactly_what_the_forward_use
 #[test]
 fn at_initialisation_the_task_weights_are_the_source_weights() {
     let source = tiny_source(4);
-    let config = KsmConfig::default();
+    // An annealed schedule (the default keeps τ fixed).
+    let config = KsmConfig { tau_final: 1e-5, ..KsmConfig::default() };
     let layout = Layout::new(&config, &source.backbone).unwrap();
     let net = KsmNet::new(&config, &source.backbone, layout, 3, 0).unwrap();
     let model = KsmModel::from_tensors(config, &source, net.delta_tensors().unwrap(), 3).unwrap();
@@ -268,7 +269,7 @@ fn the_temperature_follows_the_trainers_own_steps_even_when_it_stops_early() {
     let x = task.train.images_tensor(&Device::Cpu).unwrap();
     let vx = task.val.images_tensor(&Device::Cpu).unwrap();
     for patience in [None, Some(1)] {
-        let mut config = KsmConfig::default();
+        let mut config = KsmConfig { tau_final: 1e-5, ..KsmConfig::default() };
         config.train.epochs = 6;
         config.train.batch_size = batch;
         config.train.patience = patience;
