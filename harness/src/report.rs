@@ -234,8 +234,8 @@ pub fn render_against(records: &[RunRecord], method_order: &[&str], against: &[&
                 .push(r);
         }
         let rows: Vec<Row> = cells
-            .iter()
-            .map(|(_, rs)| {
+            .values()
+            .map(|rs| {
                 let accs: Vec<f64> = rs.iter().map(|r| r.test_accuracy as f64 * 100.0).collect();
                 let avg = |f: &dyn Fn(&RunRecord) -> f64| {
                     rs.iter().map(|r| f(r)).sum::<f64>() / rs.len() as f64

@@ -11,6 +11,11 @@ use std::fmt::Write;
 /// The methods every other method is set against, where the records hold them.
 pub const BASELINES: [&str; 2] = ["feature-extractor", "fine-tune"];
 
+/// A source → task pair.
+type Pair<'a> = (&'a str, &'a str);
+/// Runs per (pair, method, config hash).
+type RunsByConfig<'a> = BTreeMap<(Pair<'a>, &'a str, &'a str), Vec<&'a RunRecord>>;
+
 /// One (source, task) pair's runs of one config, summarised.
 struct Cell {
     acc: (f64, f64),
@@ -34,8 +39,8 @@ pub fn render(shown: &[&RunRecord], method_order: &[&str], against: &[&str]) -> 
     }
     let labels = variant_labels(shown.iter().copied());
     // Pairs in first-appearance order; runs per (pair, method, config).
-    let mut pairs: Vec<(&str, &str)> = Vec::new();
-    let mut runs: BTreeMap<((&str, &str), &str, &str), Vec<&RunRecord>> = BTreeMap::new();
+    let mut pairs: Vec<Pair> = Vec::new();
+    let mut runs: RunsByConfig = BTreeMap::new();
     for &r in shown {
         let pair = (r.source.as_str(), r.task.as_str());
         if !pairs.contains(&pair) {
