@@ -473,6 +473,7 @@ pub(crate) mod tests {
             reload_error: None,
             delta_path: "d".into(),
             settings_fingerprint: None,
+            axis: None,
             graft_version: "0.1.0".into(),
             git_commit: None,
             timestamp: 0,

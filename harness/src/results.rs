@@ -87,12 +87,38 @@ pub struct RunRecord {
     /// it was recorded, which resume cannot check).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settings_fingerprint: Option<String>,
+    /// Where the run sits on a metric curve of the suite (`sample_fractions`, `label_noise`):
+    /// the task it was derived from and the curve's x value; absent for a task as declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub axis: Option<CurvePosition>,
     /// graft version of the binary.
     pub graft_version: String,
     /// `git rev-parse HEAD` of the sources, when available.
     pub git_commit: Option<String>,
     /// Seconds since the Unix epoch when the run finished.
     pub timestamp: u64,
+}
+
+/// Which metric curve a derived task belongs to.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum CurveKind {
+    /// Accuracy against the fraction of the training set kept (the training-samples metric).
+    SampleFraction,
+    /// Accuracy on clean test labels against the rate of symmetric training-label noise.
+    LabelNoise,
+}
+
+/// A run's place on a metric curve: the declared task it derives from, the curve, the x value.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CurvePosition {
+    /// The task as declared in the suite, before the curve's change.
+    pub base_task: String,
+    /// Which curve.
+    pub kind: CurveKind,
+    /// The x value: the kept fraction in (0, 1], or the noise rate in [0, 1).
+    pub value: f64,
 }
 
 impl RunRecord {
@@ -314,6 +340,7 @@ mod tests {
             reload_error: None,
             delta_path: "d".into(),
             settings_fingerprint: None,
+            axis: None,
             graft_version: "0".into(),
             git_commit: None,
             timestamp: 1,
