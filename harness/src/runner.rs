@@ -905,7 +905,7 @@ impl Runner<'_> {
             reload_error,
             delta_path: delta_rel,
             settings_fingerprint: Some(entry.settings_fingerprint.clone()),
-            axis: None,
+            axis: self.suite.tasks[entry.task].axis.clone(),
             graft_version: GRAFT_VERSION.to_string(),
             git_commit: self.git_commit.clone(),
             timestamp: now_secs(),
