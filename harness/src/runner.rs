@@ -143,7 +143,7 @@ pub fn grid(suite: &Suite) -> Result<Vec<GridEntry>> {
             }
             let settings_json = serde_json::json!({ "source": json_of(source), "task": json_of(&task.spec) });
             let settings_fingerprint = sha256_hex(canonical_json(&settings_json).as_bytes())[..12].to_string();
-            for method in &suite.methods {
+            for method in suite.methods.iter().filter(|m| task.uses_method(m)) {
                 for setting in &settings[method.as_str()] {
                     for &seed in &suite.seeds {
                         out.push(GridEntry {
@@ -465,7 +465,7 @@ impl Runner<'_> {
                 if !order.iter().all(|&ti| suite.tasks[ti].uses_source(&source_entry.name)) {
                     continue;
                 }
-                for method in &suite.methods {
+                for method in suite.methods.iter().filter(|m| order.iter().all(|&ti| suite.tasks[ti].uses_method(m))) {
                     for &seed in &suite.seeds {
                         let entries: Vec<&GridEntry> = order
                             .iter()
@@ -1221,6 +1221,30 @@ fn source_mismatch(entry: &SourceEntry, task: &TaskSpec, source: &Source) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_grid_runs_a_method_only_on_the_tasks_that_take_it() {
+        let text = r#"
+name = "t"
+methods = ["linear-probe", "fine-tune"]
+[[sources]]
+name = "s"
+arch = "resnet-cifar-8-w4"
+input = [1, 8, 8]
+task = { name = "d04", dataset = "digits", classes = [0, 1, 2, 3, 4] }
+[[tasks]]
+name = "a"
+dataset = "digits"
+skip_methods = ["fine-tune"]
+[[tasks]]
+name = "b"
+dataset = "digits"
+methods = ["fine-tune"]
+"#;
+        let suite = Suite::parse(text, "x.toml").unwrap();
+        let cells: Vec<(usize, String)> = grid(&suite).unwrap().into_iter().map(|e| (e.task, e.method)).collect();
+        assert_eq!(cells, [(0, "linear-probe".to_string()), (1, "fine-tune".to_string())]);
+    }
 
     #[test]
     fn shard_parsing() {
