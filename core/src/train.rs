@@ -161,6 +161,11 @@ pub struct EpochMetrics {
     pub images_per_sec: f32,
     /// Seconds since training started.
     pub elapsed_sec: f32,
+    /// FLOPs per training image of the epoch's optimiser steps (forward and backward): 2 × the
+    /// multiply–accumulates graft's conv kernels counted during the steps, divided by the images
+    /// (validation passes excluded). `None` in records written before it was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_flops_per_image: Option<f64>,
 }
 
 /// One point of a convergence curve: validation accuracy after `step` optimiser steps.
@@ -316,6 +321,7 @@ pub fn train(
         let order = rng.permutation(n);
         let (mut loss_sum, mut correct) = (0f64, 0usize);
         let mut factor = 1.0;
+        let (macs_at_start, mut macs_evaluating) = (crate::kernels::flop_count::macs(), 0u64);
         for (b, idx) in order.chunks(cfg.batch_size).enumerate() {
             factor = cfg.schedule.factor(step, total, steps_per_epoch, cfg.warmup_steps);
             let (xb, labels, yb) = batch_of(train.x, train.y, idx, &device)?;
@@ -342,9 +348,12 @@ pub fn train(
             bar.inc(1);
             curve_loss = (curve_loss.0 + lv as f64, curve_loss.1 + 1);
             if curve_val.is_some_and(|(every, _)| step % every == 0) {
+                let before = crate::kernels::flop_count::macs();
                 curve_point(&*model, step, epoch, &mut curve_loss, ctx)?;
+                macs_evaluating += crate::kernels::flop_count::macs() - before;
             }
         }
+        let step_macs = crate::kernels::flop_count::macs() - macs_at_start - macs_evaluating;
         if let Some(name) = first_non_finite(&model.state()?)? {
             bar.abandon();
             return Err(GraftError::Diverged { epoch, step: steps_per_epoch.saturating_sub(1), detail: format!("'{name}' holds a NaN or infinite value") });
@@ -362,6 +371,7 @@ pub fn train(
             lr_factor: factor,
             images_per_sec: n as f32 / epoch_start.elapsed().as_secs_f32().max(1e-9),
             elapsed_sec: start.elapsed().as_secs_f32(),
+            train_flops_per_image: Some(2.0 * step_macs as f64 / n.max(1) as f64),
         };
         bar.set_message(format!(
             "loss {:.3} acc {:.3}{} {:.0} img/s",

@@ -464,6 +464,7 @@ pub(crate) mod tests {
                     lr_factor: 1.0,
                     images_per_sec: 100.0,
                     elapsed_sec: 0.25 * (epoch + 1) as f32,
+                    train_flops_per_image: None,
                 })
                 .collect(),
             curve: vec![],

@@ -122,6 +122,14 @@ pub struct CurvePosition {
 }
 
 impl RunRecord {
+    /// FLOPs per training image of an optimiser step, measured by the trainer (mean over the
+    /// epochs that recorded it; `None` when none did: a method that does not train through
+    /// graft's trainer, e.g. Pool of Experts' assembly, or a record written before it was measured).
+    pub fn train_flops_per_image(&self) -> Option<f64> {
+        let v: Vec<f64> = self.epochs.iter().filter_map(|e| e.train_flops_per_image).collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    }
+
     /// The delta's file for a record read from `results` (the JSONL file): `delta_path` under the
     /// results file's folder; for records that hold a path relative to the working directory
     /// (written before paths were made relative to the results file) that path when only it

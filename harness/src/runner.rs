@@ -1304,7 +1304,7 @@ methods = ["fine-tune"]
 
     #[test]
     fn epoch_lines_give_the_runs_eta_from_its_mean_epoch() {
-        let m = EpochMetrics { epoch: 1, train_loss: 0.5, train_acc: 0.75, val_acc: Some(0.8), lr_factor: 1.0, images_per_sec: 10.0, elapsed_sec: 30.0 };
+        let m = EpochMetrics { epoch: 1, train_loss: 0.5, train_acc: 0.75, val_acc: Some(0.8), lr_factor: 1.0, images_per_sec: 10.0, elapsed_sec: 30.0, train_flops_per_image: None };
         // 2 of 10 epochs in 30 s: 8 more at 15 s each.
         assert_eq!(epoch_line("k", &m, Some(10)), "k epoch 2/10  loss 0.5000  train acc 0.7500  val acc 0.8000  30.0s  ETA 2m00s");
         assert_eq!(epoch_line("k", &EpochMetrics { val_acc: None, ..m.clone() }, None), "k epoch 2  loss 0.5000  train acc 0.7500  30.0s");

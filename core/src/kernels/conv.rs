@@ -40,6 +40,11 @@ struct Geom {
 }
 
 impl Geom {
+    /// Multiply–accumulates of the convolution (and of each of its two gradients).
+    fn macs(&self) -> u64 {
+        (self.n * self.cout * self.hout * self.wout * (self.cin / self.groups) * self.kh * self.kw) as u64
+    }
+
     /// Geometry of `x (n, cin, h, w)` convolved with `w (cout, cin/groups, kh, kw)`.
     fn new(x: &[usize], wt: &[usize], stride: usize, pad: usize, groups: usize) -> Result<Self> {
         if x.len() != 4 || wt.len() != 4 {
@@ -472,6 +477,7 @@ impl CustomOp2 for Conv2dOp {
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let g = Geom::new(l1.dims(), l2.dims(), self.stride, self.padding, self.groups)?;
+        super::flop_count::add(g.macs());
         let y = forward(f32_slice(s1, l1, "conv2d", "input")?, f32_slice(s2, l2, "conv2d", "weight")?, &g, None);
         Ok((CpuStorage::F32(y), g.out_shape()))
     }
@@ -523,6 +529,7 @@ impl CustomOp3 for Conv2dBiasActOp {
         }
         let bias = f32_slice(s3, l3, "conv2d", "bias")?;
         let e = Epilogue { bias, act: self.act };
+        super::flop_count::add(g.macs());
         let y = forward(f32_slice(s1, l1, "conv2d", "input")?, f32_slice(s2, l2, "conv2d", "weight")?, &g, Some(e));
         Ok((CpuStorage::F32(y), g.out_shape()))
     }
@@ -571,6 +578,7 @@ impl CustomOp2 for InputGradOp {
         if dyd != g.out_shape().dims() {
             bail!("graft conv2d input grad: dy {dyd:?} does not match output {:?}", g.out_shape());
         }
+        super::flop_count::add(g.macs());
         let dx = input_grad(f32_slice(s1, l1, "conv2d", "dy")?, f32_slice(s2, l2, "conv2d", "weight")?, &g);
         Ok((CpuStorage::F32(dx), Shape::from(xdims.to_vec())))
     }
@@ -604,6 +612,7 @@ impl CustomOp2 for WeightGradOp {
         if dyd != g.out_shape().dims() {
             bail!("graft conv2d weight grad: dy {dyd:?} does not match output {:?}", g.out_shape());
         }
+        super::flop_count::add(g.macs());
         let dw = weight_grad(f32_slice(s1, l1, "conv2d", "input")?, f32_slice(s2, l2, "conv2d", "dy")?, &g);
         Ok((CpuStorage::F32(dw), Shape::from(wdims.to_vec())))
     }

@@ -7,6 +7,7 @@
 mod blas;
 pub mod conv;
 mod direct;
+pub mod flop_count;
 mod cpu_slice;
 pub mod norm;
 
