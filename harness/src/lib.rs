@@ -3,6 +3,7 @@
 //! they are a library so the fuzz targets in `fuzz/` and other tools can read the same files.
 
 pub mod candidates;
+pub mod plots;
 pub mod report;
 pub mod results;
 pub mod selection;
