@@ -71,6 +71,9 @@ pub struct Series {
     pub points: Vec<Point>,
     /// Join the points with a line (a curve) or leave them apart (a scatter).
     pub joined: bool,
+    /// Colour and marker: colour `style % 10` of the palette, marker `style % 4` (circle,
+    /// triangle, square, cross). A caller gives a method the same style in every plot.
+    pub style: usize,
 }
 
 /// The frame of an x–y chart.
@@ -86,23 +89,30 @@ pub struct Chart {
     pub log_x: bool,
 }
 
-/// A plot to embed in markdown: its title and its path relative to the markdown file.
+/// A plot to embed in markdown: its title, its path relative to the markdown file and a note
+/// on what it leaves out.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Figure {
-    /// Alt text and caption.
+    /// Alt text.
     pub title: String,
     /// Path relative to the markdown file, with `/` separators.
     pub path: String,
+    /// A line under the image (e.g. which rows a log axis could not show).
+    pub note: Option<String>,
 }
 
 impl Figure {
-    /// `![title](path)`.
+    /// `![title](path)`, and the note in italics on the next line.
     pub fn markdown(&self) -> String {
-        format!("![{}]({})", self.title.replace(['[', ']'], ""), self.path.replace(' ', "%20"))
+        let image = format!("![{}]({})", self.title.replace(['[', ']'], ""), self.path.replace(' ', "%20"));
+        match &self.note {
+            Some(note) => format!("{image}\n_{note}_"),
+            None => image,
+        }
     }
 }
 
-/// The series colours (a ten-colour qualitative palette); series `i` takes colour `i % 10`.
+/// The series colours (a ten-colour qualitative palette).
 const PALETTE: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
@@ -282,8 +292,7 @@ pub fn xy_svg_string(chart: &Chart, series: &[Series]) -> Result<String, PlotErr
     let keep = |p: &Point| p.x.is_finite() && p.y.is_finite() && (!chart.log_x || p.x > 0.0);
     let drawn: Vec<(usize, &Series, Vec<Point>)> = series
         .iter()
-        .enumerate()
-        .map(|(i, s)| (i, s, s.points.iter().copied().filter(keep).collect::<Vec<_>>()))
+        .map(|s| (s.style, s, s.points.iter().copied().filter(keep).collect::<Vec<_>>()))
         .filter(|(_, _, pts)| !pts.is_empty())
         .collect();
     let all = || drawn.iter().flat_map(|(_, _, pts)| pts.iter());
@@ -334,7 +343,7 @@ pub fn xy_svg_string(chart: &Chart, series: &[Series]) -> Result<String, PlotErr
             .light_line_style(TRANSPARENT)
             .draw()
             .map_err(|x| e(x.to_string()))?;
-        for (i, _, pts) in &drawn {
+        for (i, s, pts) in &drawn {
             let colour = PALETTE[i % PALETTE.len()];
             let at = |p: &Point| (fx(p.x), p.y);
             for p in pts.iter().filter(|p| err(p) > 0.0) {
@@ -346,7 +355,7 @@ pub fn xy_svg_string(chart: &Chart, series: &[Series]) -> Result<String, PlotErr
                         .map_err(|x| e(x.to_string()))?;
                 }
             }
-            if series[*i].joined && pts.len() > 1 {
+            if s.joined && pts.len() > 1 {
                 ctx.draw_series([PathElement::new(pts.iter().map(at).collect::<Vec<_>>(), colour.stroke_width(2))])
                     .map_err(|x| e(x.to_string()))?;
             }
@@ -525,9 +534,9 @@ mod tests {
             log_x: true,
         };
         let series = vec![
-            Series { name: "linear-probe".into(), points: vec![pt(650.0, 76.7, Some(0.4))], joined: false },
-            Series { name: "feature-extractor".into(), points: vec![pt(58_400.0, 96.1, Some(0.4))], joined: false },
-            Series { name: "fine-tune".into(), points: vec![pt(1_200_000.0, 96.1, None)], joined: false },
+            Series { name: "linear-probe".into(), points: vec![pt(650.0, 76.7, Some(0.4))], joined: false, style: 0 },
+            Series { name: "feature-extractor".into(), points: vec![pt(58_400.0, 96.1, Some(0.4))], joined: false, style: 1 },
+            Series { name: "fine-tune".into(), points: vec![pt(1_200_000.0, 96.1, None)], joined: false, style: 2 },
         ];
         (chart, series)
     }
@@ -572,10 +581,10 @@ mod tests {
     #[test]
     fn a_curve_is_one_line_per_series_and_non_positive_x_is_left_out_on_a_log_axis() {
         let chart = Chart { title: "curve".into(), x_label: "training images (log)".into(), y_label: "test accuracy %".into(), log_x: true };
-        let joined = |name: &str, pts: Vec<Point>| Series { name: name.into(), points: pts, joined: true };
+        let joined = |name: &str, pts: Vec<Point>, style| Series { name: name.into(), points: pts, joined: true, style };
         let series = vec![
-            joined("a", vec![pt(0.0, 10.0, None), pt(12.0, 50.0, None), pt(120.0, 80.0, None), pt(1200.0, 90.0, None)]),
-            joined("b", vec![pt(12.0, 40.0, None), pt(1200.0, 85.0, None)]),
+            joined("a", vec![pt(0.0, 10.0, None), pt(12.0, 50.0, None), pt(120.0, 80.0, None), pt(1200.0, 90.0, None)], 0),
+            joined("b", vec![pt(12.0, 40.0, None), pt(1200.0, 85.0, None)], 1),
         ];
         let svg = xy_svg_string(&chart, &series).unwrap();
         // Per series its line and the legend's sample; a's line has its 3 drawable points (x = 0
@@ -590,7 +599,7 @@ mod tests {
         for tick in ["10", "100", "1k"] {
             at_text(&svg, tick);
         }
-        let nothing = vec![joined("a", vec![pt(0.0, 10.0, None), pt(-1.0, 5.0, None)])];
+        let nothing = vec![joined("a", vec![pt(0.0, 10.0, None), pt(-1.0, 5.0, None)], 0)];
         assert!(matches!(xy_svg_string(&chart, &nothing), Err(PlotError::Empty { .. })));
     }
 
@@ -616,7 +625,9 @@ mod tests {
 
     #[test]
     fn figures_embed_as_markdown_images() {
-        let f = Figure { title: "s → t [log]".into(), path: "quick plots/a.svg".into() };
+        let mut f = Figure { title: "s → t [log]".into(), path: "quick plots/a.svg".into(), note: None };
         assert_eq!(f.markdown(), "![s → t log](quick%20plots/a.svg)");
+        f.note = Some("scratch not drawn".into());
+        assert_eq!(f.markdown(), "![s → t log](quick%20plots/a.svg)\n_scratch not drawn_");
     }
 }
