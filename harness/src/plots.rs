@@ -188,7 +188,7 @@ fn power_times(m: f64, k: i32) -> f64 {
 }
 
 /// Ticks of a linear axis over [lo, hi]: the multiples inside it of the smallest step of 1, 2 or
-/// 5 × 10^k that gives at most seven.
+/// 5 × 10^k that gives at most eight.
 pub fn linear_ticks(lo: f64, hi: f64) -> Vec<f64> {
     let (m, k) = linear_step_parts(lo, hi);
     let step = power_times(m, k);
@@ -198,7 +198,7 @@ pub fn linear_ticks(lo: f64, hi: f64) -> Vec<f64> {
     (first..=last).map(|i| power_times(i as f64 * m, k)).collect()
 }
 
-/// The smallest step of 1, 2 or 5 × 10^k that puts at most seven ticks in [lo, hi].
+/// The smallest step of 1, 2 or 5 × 10^k that puts at most eight ticks in [lo, hi].
 fn linear_step(lo: f64, hi: f64) -> f64 {
     let (m, k) = linear_step_parts(lo, hi);
     power_times(m, k)
@@ -206,7 +206,7 @@ fn linear_step(lo: f64, hi: f64) -> f64 {
 
 /// [`linear_step`] as (mantissa, exponent).
 fn linear_step_parts(lo: f64, hi: f64) -> (f64, i32) {
-    let raw = ((hi - lo) / 7.0).max(f64::MIN_POSITIVE);
+    let raw = ((hi - lo) / 8.0).max(f64::MIN_POSITIVE);
     let k = raw.log10().floor() as i32;
     let m = [1.0, 2.0, 5.0].into_iter().find(|m| power_times(*m, k) >= raw * 0.999);
     m.map_or((1.0, k + 1), |m| (m, k))
@@ -520,6 +520,8 @@ mod tests {
         assert_eq!(tick_label(500.0), "500");
         assert_eq!(linear_ticks(0.0, 0.42), [0.0, 0.1, 0.2, 0.3, 0.4]);
         assert_eq!(linear_ticks(87.3, 99.1), [88.0, 90.0, 92.0, 94.0, 96.0, 98.0]);
+        // 14.1 / 8 = 1.76: a step of 2, not 5 (which would leave two ticks).
+        assert_eq!(linear_ticks(85.7, 99.8), [86.0, 88.0, 90.0, 92.0, 94.0, 96.0, 98.0]);
     }
 
     fn pt(x: f64, y: f64, err: Option<f64>) -> Point {
