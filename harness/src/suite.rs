@@ -198,12 +198,22 @@ pub struct TaskEntry {
     pub spec: TaskSpec,
     /// Names of the sources to run it on (`None`: every source).
     pub sources: Option<Vec<String>>,
+    /// The only methods to run on it (`None`: every method of the suite).
+    pub methods: Option<Vec<String>>,
+    /// Methods of the suite not to run on it (e.g. Pool of Experts, whose queries must be
+    /// classes of its oracle, on a task of new classes).
+    pub skip_methods: Vec<String>,
     /// For a task derived by a metric curve (`sample_fractions`, `label_noise`): the declared
     /// task, the curve and its x value; `None` for a task as declared.
     pub axis: Option<CurvePosition>,
 }
 
 impl TaskEntry {
+    /// Whether `method` runs on this task.
+    pub fn uses_method(&self, method: &str) -> bool {
+        self.methods.as_ref().is_none_or(|m| m.iter().any(|n| n == method)) && !self.skip_methods.iter().any(|n| n == method)
+    }
+
     /// Whether this task runs on source `name`.
     pub fn uses_source(&self, name: &str) -> bool {
         self.sources
@@ -348,7 +358,7 @@ fn expand_curves(
 
 /// A task on `base`'s curve `kind` at `value`.
 fn derived(base: &TaskEntry, spec: TaskSpec, kind: CurveKind, value: f64) -> TaskEntry {
-    TaskEntry { spec, sources: base.sources.clone(), axis: Some(CurvePosition { base_task: base.spec.name.clone(), kind, value }) }
+    TaskEntry { spec, sources: base.sources.clone(), methods: base.methods.clone(), skip_methods: base.skip_methods.clone(), axis: Some(CurvePosition { base_task: base.spec.name.clone(), kind, value }) }
 }
 
 /// Lays `--set KEY=VALUE` overrides over a suite document: `METHOD.key.path=VALUE` sets
@@ -454,16 +464,24 @@ impl Suite {
                     ))
                 })?),
             };
+            let mut names = |key: &str| -> Result<Option<Vec<String>>> {
+                table
+                    .remove(key)
+                    .map(|v| v.try_into::<Vec<String>>().map_err(|e| err(format!("{label}: key `{key}` must be a list of method names: {e}"))))
+                    .transpose()
+            };
+            let methods = names("methods")?;
+            let skip_methods = names("skip_methods")?.unwrap_or_default();
             let spec: TaskSpec =
                 toml::Value::Table(table)
                     .try_into()
                     .map_err(|e: toml::de::Error| {
                         err(format!(
-                            "{label}: {} (a task also accepts `sources`)",
+                            "{label}: {} (a task also accepts `sources`, `methods` and `skip_methods`)",
                             e.message().trim_end()
                         ))
                     })?;
-            tasks.push(TaskEntry { spec, sources, axis: None });
+            tasks.push(TaskEntry { spec, sources, methods, skip_methods, axis: None });
         }
         let tasks = expand_curves(tasks, &raw.sample_fractions, &raw.label_noise, raw.curve_tasks.as_deref()).map_err(err)?;
         let methods = raw.methods.resolve().map_err(err)?;
@@ -579,6 +597,16 @@ impl Suite {
                         ));
                     }
                 }
+            }
+        }
+        for (i, t) in self.tasks.iter().enumerate().filter(|(_, t)| t.axis.is_none()) {
+            for (key, list) in [("methods", t.methods.as_deref().unwrap_or(&[])), ("skip_methods", &t.skip_methods[..])] {
+                if let Some(m) = list.iter().find(|m| !self.methods.contains(m)) {
+                    return Err(format!("tasks[{i}] ('{}'): `{key}` names '{m}', which is not in `methods` ({})", t.spec.name, self.methods.join(", ")));
+                }
+            }
+            if !self.methods.iter().any(|m| t.uses_method(m)) {
+                return Err(format!("tasks[{i}] ('{}'): no method of the suite runs on it (`methods`/`skip_methods`)", t.spec.name));
             }
         }
         let mut sequence_names = BTreeSet::new();
@@ -868,6 +896,19 @@ sources = ["s"]
             let err = apply_overrides(&text, &[set.to_string()]).unwrap_err();
             assert!(err.contains(want), "{set}: {err}");
         }
+    }
+
+
+    #[test]
+    fn a_task_can_name_or_skip_methods() {
+        let text = format!("{}skip_methods = [\"fine-tune\"]\n[[tasks]]\nname = \"rot\"\ndataset = \"digits\"\nmethods = [\"fine-tune\"]\n", with_top(""));
+        let suite = Suite::parse(&text, "x.toml").unwrap();
+        assert!(suite.tasks[0].uses_method("linear-probe") && !suite.tasks[0].uses_method("fine-tune"));
+        assert!(!suite.tasks[1].uses_method("linear-probe") && suite.tasks[1].uses_method("fine-tune"));
+        let err = Suite::parse(&format!("{}skip_methods = [\"snow\"]\n", with_top("")), "x.toml").unwrap_err().to_string();
+        assert!(err.contains("tasks[0] ('d59'): `skip_methods` names 'snow', which is not in `methods`"), "{err}");
+        let err = Suite::parse(&format!("{}skip_methods = [\"fine-tune\", \"linear-probe\"]\n", with_top("")), "x.toml").unwrap_err().to_string();
+        assert!(err.contains("no method of the suite runs on it"), "{err}");
     }
 
 }
