@@ -10,11 +10,13 @@
 //! - per (source, declared task) with `sample_fractions` runs: test accuracy against training
 //!   images (log x), one line per row label, the declared task's own runs as its last point;
 //! - likewise with `label_noise` runs against the noise rate, the declared task at rate 0;
+//! - per continual sequence, source and method config: its accuracy matrix (a heatmap);
 //! - per `graft serve-bench --json` file: images/s against the number of tasks served.
 
 use crate::plots::{self, Chart, Figure, PlotError, Point, Series};
 use crate::report::{Aggregate, Group, Row};
 use crate::results::CurveKind;
+use crate::sequence::AccuracyMatrix;
 use crate::serving::ServeBench;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
@@ -218,6 +220,8 @@ pub struct Written {
     pub by_group: BTreeMap<(String, String), Vec<Figure>>,
     /// The metric-curve section.
     pub curves: Vec<Figure>,
+    /// The continual sequences' accuracy matrices.
+    pub sequences: Vec<Figure>,
     /// The serving section, with the files' measurements.
     pub serving: Vec<(Figure, ServeBench)>,
 }
@@ -234,10 +238,24 @@ fn file_stem(name: &str, taken: &mut BTreeSet<String>) -> String {
     stem
 }
 
-/// Draws every plot of `agg` and of the serve-bench measurements `serving` (name, content)
-/// into `dir` as SVG, after removing the SVG files a previous report left there; `rel` is
-/// `dir` as the markdown links it.
-pub fn write(agg: &Aggregate, serving: &[(String, ServeBench)], dir: &Path, rel: &str) -> Result<Written, PlotError> {
+/// The title of a sequence's accuracy matrix: the method, with its config hash where the
+/// method ran the sequence with several configs.
+fn matrix_title(m: &AccuracyMatrix, all: &[AccuracyMatrix]) -> String {
+    let configs = all.iter().filter(|o| o.sequence == m.sequence && o.source == m.source && o.method == m.method).count();
+    let method = if configs > 1 { format!("{} (cfg {})", m.method, m.config_hash) } else { m.method.clone() };
+    format!("{} on {}: {method}", m.sequence, m.source)
+}
+
+/// Draws every plot of `agg`, of the sequences' accuracy `matrices` and of the serve-bench
+/// measurements `serving` (name, content) into `dir` as SVG, after removing the SVG files a
+/// previous report left there; `rel` is `dir` as the markdown links it.
+pub fn write(
+    agg: &Aggregate,
+    matrices: &[AccuracyMatrix],
+    serving: &[(String, ServeBench)],
+    dir: &Path,
+    rel: &str,
+) -> Result<Written, PlotError> {
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
             if e.path().extension().is_some_and(|x| x == "svg") {
@@ -270,6 +288,12 @@ pub fn write(agg: &Aggregate, serving: &[(String, ServeBench)], dir: &Path, rel:
             written.serving.push((draw(plot)?, bench.clone()));
         }
     }
+    for m in matrices.iter().filter(|m| !m.tasks.is_empty()) {
+        let title = matrix_title(m, matrices);
+        let stem = file_stem(&format!("matrix-{}-{}-{}-{}", m.sequence, m.source, m.method, m.config_hash), &mut taken);
+        plots::accuracy_matrix_svg(&dir.join(format!("{stem}.svg")), &title, &m.tasks, &m.values)?;
+        written.sequences.push(Figure { title, path: format!("{rel}/{stem}.svg"), note: None });
+    }
     Ok(written)
 }
 
@@ -284,6 +308,23 @@ pub fn curves_markdown(figures: &[Figure]) -> String {
         "## Metric curves\n\nTest accuracy % against the training images kept (`sample_fractions`) and against the rate \
          of training-label noise (`label_noise`), one line per method, mean over seeds with ± the sample std as error \
          bars; the declared task's own runs are the whole-set and noise-0 points.\n"
+    );
+    for f in figures {
+        let _ = writeln!(out, "{}\n", f.markdown());
+    }
+    out
+}
+
+/// The markdown section of the sequences' accuracy matrices (empty without any).
+pub fn sequences_markdown(figures: &[Figure]) -> String {
+    let mut out = String::new();
+    if figures.is_empty() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "## Accuracy matrices of the continual sequences\n\nTest accuracy % of each task (columns) after learning the \
+         task of each row, mean over seeds.\n"
     );
     for f in figures {
         let _ = writeln!(out, "{}\n", f.markdown());
@@ -441,7 +482,15 @@ mod tests {
             baseline: "fine-tune".into(),
             rows: vec![crate::serving::ServeRow { tasks: 1, shared_images_per_sec: 10.0, shared_mib: 1.5, separate_images_per_sec: 12.0, separate_mib: 1.0 }],
         };
-        let w = write(&agg, &[("s b".into(), bench)], &plots_dir, "r-plots").unwrap();
+        let matrix = AccuracyMatrix {
+            sequence: "q".into(),
+            source: "s".into(),
+            method: "ksm".into(),
+            config_hash: "h".into(),
+            tasks: vec!["a".into(), "b".into()],
+            values: vec![vec![Some(80.0), None], vec![Some(79.0), Some(90.0)]],
+        };
+        let w = write(&agg, &[matrix], &[("s b".into(), bench)], &plots_dir, "r-plots").unwrap();
         let group = &w.by_group[&("s".to_string(), "t".to_string())];
         let paths: Vec<&str> = group.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(paths, ["r-plots/params-s-t.svg", "r-plots/bytes-s-t.svg"]);
@@ -451,7 +500,13 @@ mod tests {
         let mut files: Vec<String> =
             std::fs::read_dir(&plots_dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         files.sort();
-        assert_eq!(files, ["bytes-s-t.svg", "params-s-t.svg", "samples-s-t.svg", "serving-s_b.svg"], "the stale plot is gone");
+        assert_eq!(
+            files,
+            ["bytes-s-t.svg", "matrix-q-s-ksm-h.svg", "params-s-t.svg", "samples-s-t.svg", "serving-s_b.svg"],
+            "the stale plot is gone"
+        );
+        assert_eq!(w.sequences[0].title, "q on s: ksm");
+        assert!(sequences_markdown(&w.sequences).contains("![q on s: ksm](r-plots/matrix-q-s-ksm-h.svg)"));
         assert!(std::fs::read_to_string(plots_dir.join("params-s-t.svg")).unwrap().starts_with("<svg"));
         let md = curves_markdown(&w.curves);
         assert!(md.contains("![s → t: accuracy against training images](r-plots/samples-s-t.svg)"), "{md}");

@@ -233,13 +233,15 @@ fn write_report(files: &[PathBuf], out: &Path, against: &[&str], how: &ReportOpt
                     .collect::<Result<Vec<_>>>()?;
                 let stem = out.file_stem().map_or("report".into(), |s| s.to_string_lossy().into_owned());
                 let rel = format!("{stem}-plots");
-                figures::write(&agg, &benches, &out.with_file_name(&rel), &rel)?
+                let matrices = sequence::accuracy_matrices(&sequences);
+                figures::write(&agg, &matrices, &benches, &out.with_file_name(&rel), &rel)?
             } else {
                 figures::Written::default()
             };
             let mut md = report::render_aggregate(&agg, &order, against, &written.by_group);
             md.push_str(&figures::curves_markdown(&written.curves));
             md.push_str(&sequence::render(&sequences, &records, &order));
+            md.push_str(&figures::sequences_markdown(&written.sequences));
             md.push_str(&figures::serving_markdown(&written.serving));
             md
         }
