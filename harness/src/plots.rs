@@ -286,7 +286,7 @@ macro_rules! with_marker {
 
 /// An x–y chart as SVG text: one colour and marker per series, error bars where a point has
 /// one (a vertical line with caps), a legend to the right. Non-finite points, and points with
-/// x ≤ 0 on a log axis, are left out.
+/// x ≤ 0 on a log axis, are left out. A linear x axis over whole numbers gets whole-number ticks.
 pub fn xy_svg_string(chart: &Chart, series: &[Series]) -> Result<String, PlotError> {
     let fx = |x: f64| if chart.log_x { x.log10() } else { x };
     let keep = |p: &Point| p.x.is_finite() && p.y.is_finite() && (!chart.log_x || p.x > 0.0);
@@ -304,6 +304,11 @@ pub fn xy_svg_string(chart: &Chart, series: &[Series]) -> Result<String, PlotErr
     let (x_ticks, x_labels): (Vec<f64>, Vec<String>) = if chart.log_x {
         let ticks = log_ticks(10f64.powf(u0), 10f64.powf(u1));
         (ticks.iter().map(|t| t.log10()).collect(), ticks.iter().map(|t| tick_label(*t)).collect())
+    } else if all().all(|p| p.x.fract() == 0.0) && linear_step(u0, u1) < 1.0 {
+        // Counts (tasks served, steps): whole-number ticks only.
+        let ticks: Vec<f64> = (u0.ceil() as i64..=u1.floor() as i64).map(|i| i as f64).collect();
+        let labels = ticks.iter().map(|t| format!("{t:.0}")).collect();
+        (ticks, labels)
     } else {
         let step = linear_step(u0, u1);
         let ticks = linear_ticks(u0, u1);
@@ -601,6 +606,13 @@ mod tests {
         for tick in ["10", "100", "1k"] {
             at_text(&svg, tick);
         }
+        // Whole numbers on a short linear axis (tasks served 1, 2, 4): ticks 1 … 4, no 1.5.
+        let counts = Chart { log_x: false, ..chart.clone() };
+        let svg = xy_svg_string(&counts, &[joined("a", vec![pt(1.0, 10.0, None), pt(2.0, 9.0, None), pt(4.0, 6.0, None)], 0)]).unwrap();
+        for tick in ["1", "2", "3", "4"] {
+            at_text(&svg, tick);
+        }
+        assert!(!bodies(&svg).iter().any(|t| t == "1.5"));
         let nothing = vec![joined("a", vec![pt(0.0, 10.0, None), pt(-1.0, 5.0, None)], 0)];
         assert!(matches!(xy_svg_string(&chart, &nothing), Err(PlotError::Empty { .. })));
     }
