@@ -395,14 +395,47 @@ pub enum Verbosity {
     Verbose,
 }
 
+/// What `graft report` writes.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ReportFormat {
+    /// Markdown tables, with SVG plots in a folder `<out stem>-plots/` beside the file.
+    #[default]
+    Md,
+    /// The table rows as CSV (one line per row the markdown tables show).
+    Csv,
+    /// The table rows as a JSON array.
+    Json,
+}
+
+impl ReportFormat {
+    /// The file extension of the format.
+    pub fn extension(self) -> &'static str {
+        match self {
+            ReportFormat::Md => "md",
+            ReportFormat::Csv => "csv",
+            ReportFormat::Json => "json",
+        }
+    }
+}
+
 /// `graft report`.
 #[derive(Args, Debug)]
 pub struct ReportArgs {
     /// Results files (JSONL). Default: every results/*.jsonl.
     pub results: Vec<PathBuf>,
-    /// Where to write the markdown (default: the (first) results path with .md).
+    /// Where to write the report (default: the (first) results path with the format's
+    /// extension, .md, .csv or .json).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Output format: md (tables and plots), csv or json (the table rows).
+    #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
+    pub format: ReportFormat,
+    /// Markdown without plots (no `<out stem>-plots/` folder is written).
+    #[arg(long)]
+    pub no_plots: bool,
+    /// A `graft serve-bench --json` file to plot in a Serving section (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub serving: Vec<PathBuf>,
     /// The methods every other method is set against, pair by pair, in the "Each method
     /// against …" tables (comma-separated; default: feature-extractor,fine-tune).
     #[arg(long, value_delimiter = ',', value_name = "METHOD")]
@@ -467,6 +500,9 @@ pub struct ServeBenchArgs {
     /// Least seconds timed per figure (after one warm-up batch).
     #[arg(long, default_value_t = 3.0)]
     pub seconds: f64,
+    /// Also write the figures as JSON to FILE, for `graft report --serving FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }
 
 /// Resolves a `--progress` / `--no-progress` pair: explicit flags win, else whether stderr is a

@@ -3,9 +3,13 @@
 //! they are a library so the fuzz targets in `fuzz/` and other tools can read the same files.
 
 pub mod candidates;
+pub mod export;
+pub mod figures;
+pub mod plots;
 pub mod report;
 pub mod results;
 pub mod selection;
+pub mod serving;
 pub mod sequence;
 pub mod suite;
 pub mod versus;

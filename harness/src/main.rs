@@ -18,7 +18,7 @@ mod serve_bench_cmd;
 mod tli_cmd;
 
 // The file formats live in the library target.
-use graft_harness::{candidates, report, results, sequence, suite, versus};
+use graft_harness::{candidates, export, figures, report, results, sequence, serving, suite, versus};
 
 // Method crates register themselves when linked; name each one here.
 use graft_adapters as _;
@@ -32,7 +32,7 @@ use graft_tli as _;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use cli::{Cli, Command, DataCommand, ReportArgs, RunArgs};
+use cli::{Cli, Command, DataCommand, ReportArgs, ReportFormat, RunArgs};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -156,7 +156,8 @@ fn quick(data_dir: &Path) -> Result<()> {
     );
     let summary = runner::run_suite(&suite, &opts)?;
     let out = opts.results.with_extension("md");
-    write_report(std::slice::from_ref(&opts.results), &out, &versus::BASELINES)?;
+    let how = ReportOptions { format: ReportFormat::Md, plots: true, serving: &[] };
+    write_report(std::slice::from_ref(&opts.results), &out, &versus::BASELINES, &how)?;
     finish(&summary)
 }
 
@@ -177,20 +178,32 @@ fn report_cmd(args: &ReportArgs) -> Result<()> {
     } else {
         args.results.clone()
     };
+    let ext = args.format.extension();
     let out = match &args.out {
         Some(o) => o.clone(),
-        None if files.len() == 1 => files[0].with_extension("md"),
-        None if args.results.is_empty() => PathBuf::from("results/report.md"),
-        None => files[0].with_extension("md"),
+        None if files.len() == 1 => files[0].with_extension(ext),
+        None if args.results.is_empty() => PathBuf::from(format!("results/report.{ext}")),
+        None => files[0].with_extension(ext),
     };
     let named: Vec<&str> = args.against.iter().map(String::as_str).collect();
     let against: &[&str] = if named.is_empty() { &versus::BASELINES } else { &named };
-    write_report(&files, &out, against)
+    let how = ReportOptions { format: args.format, plots: !args.no_plots, serving: &args.serving };
+    write_report(&files, &out, against, &how)
 }
 
-/// Reads `files`, prints the markdown report (every other method set against `against`) and
-/// writes it to `out`.
-fn write_report(files: &[PathBuf], out: &Path, against: &[&str]) -> Result<()> {
+/// What a report is written as.
+struct ReportOptions<'a> {
+    /// Markdown, CSV or JSON.
+    format: ReportFormat,
+    /// Markdown with SVG plots in `<out stem>-plots/`.
+    plots: bool,
+    /// `graft serve-bench --json` files for the Serving section.
+    serving: &'a [PathBuf],
+}
+
+/// Reads `files`, prints the report (every other method set against `against`) and writes it
+/// to `out`: markdown with its plots beside it, or the table rows as CSV or JSON.
+fn write_report(files: &[PathBuf], out: &Path, against: &[&str], how: &ReportOptions) -> Result<()> {
     let mut records = Vec::new();
     let mut sequences = Vec::new();
     for f in files {
@@ -204,10 +217,37 @@ fn write_report(files: &[PathBuf], out: &Path, against: &[&str]) -> Result<()> {
         .iter()
         .map(|m| m.name)
         .collect();
-    let mut md = report::render_against(&records, &order, against);
-    md.push_str(&sequence::render(&sequences, &records, &order));
-    print!("{md}");
-    graft_core::checkpoint::write_atomic(out, md.as_bytes())
+    let agg = report::aggregate(&records, &order);
+    let text = match how.format {
+        ReportFormat::Csv => export::csv(agg.rows()),
+        ReportFormat::Json => export::json(agg.rows()),
+        ReportFormat::Md => {
+            let written = if how.plots {
+                let benches = how
+                    .serving
+                    .iter()
+                    .map(|f| {
+                        let name = f.file_stem().map_or("serve-bench".into(), |s| s.to_string_lossy().into_owned());
+                        Ok((name, serving::read(f)?))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let stem = out.file_stem().map_or("report".into(), |s| s.to_string_lossy().into_owned());
+                let rel = format!("{stem}-plots");
+                let matrices = sequence::accuracy_matrices(&sequences);
+                figures::write(&agg, &matrices, &benches, &out.with_file_name(&rel), &rel)?
+            } else {
+                figures::Written::default()
+            };
+            let mut md = report::render_aggregate(&agg, &order, against, &written.by_group);
+            md.push_str(&figures::curves_markdown(&written.curves));
+            md.push_str(&sequence::render(&sequences, &records, &order));
+            md.push_str(&figures::sequences_markdown(&written.sequences));
+            md.push_str(&figures::serving_markdown(&written.serving));
+            md
+        }
+    };
+    print!("{text}");
+    graft_core::checkpoint::write_atomic(out, text.as_bytes())
         .with_context(|| format!("writing {}", out.display()))?;
     eprintln!("report written to {}", out.display());
     Ok(())

@@ -1,8 +1,12 @@
 //! Markdown report: one table per (source, task), one row per method (and config variant), the
-//! best mean accuracy in bold.
+//! best mean accuracy in bold. The rows are computed once ([`aggregate`]); the markdown, the
+//! CSV/JSON export (`crate::export`) and the plots (`crate::figures`) all read them.
 
-use crate::results::RunRecord;
+use crate::plots::Figure;
+use crate::results::{CurveKind, RunRecord};
+use crate::selection::Outcome;
 use graft_core::checkpoint::abbrev;
+use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
@@ -19,6 +23,25 @@ pub(crate) fn mean_std(xs: &[f64]) -> (f64, f64) {
         0.0
     };
     (mean, var.sqrt())
+}
+
+/// A mean over `n` runs where the table gives n beside it: `m ± s` over several runs, `m` alone
+/// over one (the sample standard deviation of one run is no spread, so no "± 0.00").
+pub(crate) fn mean_pm(mean: f64, std: f64, n: usize, decimals: usize) -> String {
+    if n > 1 {
+        format!("{mean:.decimals$} ± {std:.decimals$}")
+    } else {
+        format!("{mean:.decimals$}")
+    }
+}
+
+/// [`mean_pm`] for a table that does not give n: over a single run the cell reads `m (1)`.
+pub(crate) fn mean_cell(mean: f64, std: f64, n: usize, decimals: usize) -> String {
+    if n > 1 {
+        mean_pm(mean, std, n, decimals)
+    } else {
+        format!("{} (1)", mean_pm(mean, std, n, decimals))
+    }
 }
 
 /// Human-readable count with k/M/G suffixes.
@@ -57,17 +80,83 @@ pub(crate) fn method_rank(method: &str, order: &[&str]) -> (usize, String) {
     )
 }
 
-struct Row {
-    label: String,
-    acc: (f64, f64),
-    n: usize,
-    params: f64,
-    bytes: f64,
-    flops: f64,
-    links: f64,
-    secs: f64,
-    epoch_secs: f64,
-    reload_ok: bool,
+/// One row of a (source, task) table: one config of a method over its seeds, as the markdown
+/// table shows it and `graft report --format csv|json` writes it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Row {
+    /// Source name.
+    pub source: String,
+    /// Task name.
+    pub task: String,
+    /// Method name.
+    pub method: String,
+    /// The row's label: the method, with the config keys that tell its variants apart or the
+    /// chosen candidate.
+    pub label: String,
+    /// Config hash of the runs.
+    pub config_hash: String,
+    /// Runs (one per seed).
+    pub n_seeds: usize,
+    /// Mean test accuracy, %.
+    pub test_acc_mean: f64,
+    /// Sample standard deviation of the test accuracy over the seeds, points; none for one run.
+    pub test_acc_std: Option<f64>,
+    /// Trainable parameters (mean over the runs).
+    pub trainable_params: f64,
+    /// Stored bytes of the task model (mean over the runs).
+    pub stored_bytes: f64,
+    /// FLOPs per image (mean over the runs).
+    pub flops_per_image: f64,
+    /// Interconnections (mean over the runs).
+    pub interconnections: f64,
+    /// Training seconds per epoch (mean over the runs); none when no run recorded epochs.
+    pub train_seconds_per_epoch: Option<f64>,
+    /// Training seconds per run (mean).
+    pub train_seconds_per_run: f64,
+    /// Training images of the task.
+    pub train_size: usize,
+    /// The metric curve the task is a point of, if any.
+    pub axis_kind: Option<CurveKind>,
+    /// Its x value (kept fraction or noise rate).
+    pub axis_value: Option<f64>,
+    /// The declared task the curve's tasks derive from.
+    pub axis_base_task: Option<String>,
+    /// Whether every run's reloaded delta gave identical test logits.
+    pub reload_identical: bool,
+}
+
+/// One (source, task) table: its rows in registry order and the runs behind each.
+pub struct Group<'a> {
+    /// Source name.
+    pub source: &'a str,
+    /// Task name.
+    pub task: &'a str,
+    /// The table's rows.
+    pub rows: Vec<Row>,
+    /// The runs of each row, in row order.
+    pub runs: Vec<Vec<&'a RunRecord>>,
+}
+
+/// The report's content before it is written out: the records, the choices made among
+/// candidates, and the tables of what is shown.
+pub struct Aggregate<'a> {
+    /// Every record read.
+    pub records: &'a [RunRecord],
+    /// Distinct runs (a key counted once per suite).
+    pub runs: usize,
+    /// The selection protocol's choices.
+    pub outcomes: Vec<Outcome>,
+    /// The records shown (after selection), in file order.
+    pub shown: Vec<&'a RunRecord>,
+    /// The (source, task) tables in first-appearance order.
+    pub groups: Vec<Group<'a>>,
+}
+
+impl Aggregate<'_> {
+    /// Every table row, table by table.
+    pub fn rows(&self) -> impl Iterator<Item = &Row> {
+        self.groups.iter().flat_map(|g| g.rows.iter())
+    }
 }
 
 /// Seconds per training epoch of a run (the trainer's clock, so feature-cache filling before
@@ -154,6 +243,13 @@ pub fn render(records: &[RunRecord], method_order: &[&str]) -> String {
 
 /// [`render`] with every other method set against the methods `against`.
 pub fn render_against(records: &[RunRecord], method_order: &[&str], against: &[&str]) -> String {
+    render_aggregate(&aggregate(records, method_order), method_order, against, &BTreeMap::new())
+}
+
+/// The report's tables of `records`: a key recorded twice in one suite keeps its last record;
+/// of a method's candidate settings only the chosen one is shown; one row per (source, task,
+/// method, config), in `method_order` (the registry order) within a table.
+pub fn aggregate<'a>(records: &'a [RunRecord], method_order: &[&str]) -> Aggregate<'a> {
     // A run is one per suite: two suites (e.g. two stages of a selection) may each record the
     // same run key, and each keeps its own.
     let mut by_key: BTreeMap<(&str, &str), &RunRecord> = BTreeMap::new();
@@ -165,23 +261,77 @@ pub fn render_against(records: &[RunRecord], method_order: &[&str], against: &[&
     // Of a method's candidate settings, only the one chosen on validation accuracy is shown.
     let (shown, outcomes) = crate::selection::select(&unique);
     // (source, task) in first-appearance order.
-    let mut groups: Vec<((&str, &str), Vec<&RunRecord>)> = Vec::new();
+    let mut pairs: Vec<((&str, &str), Vec<&RunRecord>)> = Vec::new();
     for &r in &shown {
         let g = (r.source.as_str(), r.task.as_str());
-        match groups.iter_mut().find(|(k, _)| *k == g) {
+        match pairs.iter_mut().find(|(k, _)| *k == g) {
             Some((_, v)) => v.push(r),
-            None => groups.push((g, vec![r])),
+            None => pairs.push((g, vec![r])),
         }
     }
-
     let labels = variant_labels(shown.iter().copied());
+    let groups = pairs
+        .into_iter()
+        .map(|((source, task), recs)| {
+            // Rows: per method, per config hash (labelled when a method has several).
+            let mut cells: BTreeMap<((usize, String), String), Vec<&RunRecord>> = BTreeMap::new();
+            for r in recs {
+                cells.entry((method_rank(&r.method, method_order), r.config_hash.clone())).or_default().push(r);
+            }
+            let runs: Vec<Vec<&RunRecord>> = cells.into_values().collect();
+            let rows = runs.iter().map(|rs| row(rs, &labels)).collect();
+            Group { source, task, rows, runs }
+        })
+        .collect();
+    Aggregate { records, runs: by_key.len(), outcomes, shown, groups }
+}
+
+/// The table row of one config's runs on one (source, task).
+fn row(rs: &[&RunRecord], labels: &BTreeMap<(String, String), String>) -> Row {
+    let accs: Vec<f64> = rs.iter().map(|r| r.test_accuracy as f64 * 100.0).collect();
+    let avg = |f: &dyn Fn(&RunRecord) -> f64| rs.iter().map(|r| f(r)).sum::<f64>() / rs.len() as f64;
+    let (mean, std) = mean_std(&accs);
+    let newest = rs[rs.len() - 1];
+    let epoch_secs = avg(&seconds_per_epoch);
+    Row {
+        source: newest.source.clone(),
+        task: newest.task.clone(),
+        method: newest.method.clone(),
+        label: shown_label(rs, labels),
+        config_hash: newest.config_hash.clone(),
+        n_seeds: rs.len(),
+        test_acc_mean: mean,
+        test_acc_std: (rs.len() > 1).then_some(std),
+        trainable_params: avg(&|r| r.footprint.trainable_params as f64),
+        stored_bytes: avg(&|r| r.footprint.stored_bytes as f64),
+        flops_per_image: avg(&|r| r.footprint.flops_per_image as f64),
+        interconnections: avg(&|r| r.footprint.interconnections as f64),
+        train_seconds_per_epoch: epoch_secs.is_finite().then_some(epoch_secs),
+        train_seconds_per_run: avg(&|r| r.train_seconds as f64),
+        train_size: newest.train_size,
+        axis_kind: newest.axis.as_ref().map(|a| a.kind),
+        axis_value: newest.axis.as_ref().map(|a| a.value),
+        axis_base_task: newest.axis.as_ref().map(|a| a.base_task.clone()),
+        reload_identical: rs.iter().all(|r| r.reload_identical),
+    }
+}
+
+/// The markdown of `agg`, every other method set against the methods `against`; `figures`
+/// holds the plots to embed under each (source, task) table.
+pub fn render_aggregate(
+    agg: &Aggregate,
+    method_order: &[&str],
+    against: &[&str],
+    figures: &BTreeMap<(String, String), Vec<Figure>>,
+) -> String {
+    let records = agg.records;
     let mut out = String::new();
     let suites: BTreeSet<&str> = records.iter().map(|r| r.suite.as_str()).collect();
     let _ = writeln!(out, "# graft results\n");
     let _ = writeln!(
         out,
         "{} runs; suites: {}; commits: {}.\n",
-        by_key.len(),
+        agg.runs,
         suites.iter().copied().collect::<Vec<_>>().join(", "),
         {
             let c: BTreeSet<String> = records
@@ -198,23 +348,21 @@ pub fn render_against(records: &[RunRecord], method_order: &[&str], against: &[&
     );
     let _ = writeln!(
         out,
-        "Test accuracy in %, mean ± sample std over seeds (n runs). Parameters, bytes and FLOPs are per task model; \
-         FLOPs include the frozen source parts the model runs.\n"
+        "Test accuracy in %, mean ± sample std over seeds (n runs; the mean alone over a single run). Parameters, \
+         bytes and FLOPs are per task model; FLOPs include the frozen source parts the model runs.\n"
     );
-    out.push_str(&crate::selection::render(&outcomes));
-    out.push_str(&crate::versus::render(&shown, method_order, against));
-    if groups.is_empty() {
+    out.push_str(&crate::selection::render(&agg.outcomes));
+    out.push_str(&crate::versus::render(&agg.shown, method_order, against));
+    if agg.groups.is_empty() {
         let _ = writeln!(out, "_No results._");
         return out;
     }
 
-    for ((source, task), recs) in groups {
-        let first = recs[0];
+    for g in &agg.groups {
+        let (source, task, recs) = (g.source, g.task, g.runs.iter().flatten());
+        let first = g.runs[0][0];
         let _ = writeln!(out, "## {source} → {task}\n");
-        let hashes: BTreeSet<&str> = recs
-            .iter()
-            .map(|r| abbrev(&r.source_hash, 12))
-            .collect();
+        let hashes: BTreeSet<&str> = recs.map(|r| abbrev(&r.source_hash, 12)).collect();
         let _ = writeln!(
             out,
             "Source `{source}` ({}, hash {}); task `{task}`: {} classes, {} train / {} test images.\n",
@@ -224,40 +372,10 @@ pub fn render_against(records: &[RunRecord], method_order: &[&str], against: &[&
             first.train_size,
             first.test_size
         );
-
-        // Rows: per method, per config hash (labelled when a method has several).
-        let mut cells: Cells = BTreeMap::new();
-        for r in &recs {
-            cells
-                .entry((method_rank(&r.method, method_order), r.config_hash.clone()))
-                .or_default()
-                .push(r);
-        }
-        let rows: Vec<Row> = cells
-            .values()
-            .map(|rs| {
-                let accs: Vec<f64> = rs.iter().map(|r| r.test_accuracy as f64 * 100.0).collect();
-                let avg = |f: &dyn Fn(&RunRecord) -> f64| {
-                    rs.iter().map(|r| f(r)).sum::<f64>() / rs.len() as f64
-                };
-                let label = shown_label(rs, &labels);
-                Row {
-                    label,
-                    acc: mean_std(&accs),
-                    n: rs.len(),
-                    params: avg(&|r| r.footprint.trainable_params as f64),
-                    bytes: avg(&|r| r.footprint.stored_bytes as f64),
-                    flops: avg(&|r| r.footprint.flops_per_image as f64),
-                    links: avg(&|r| r.footprint.interconnections as f64),
-                    secs: avg(&|r| r.train_seconds as f64),
-                    epoch_secs: avg(&seconds_per_epoch),
-                    reload_ok: rs.iter().all(|r| r.reload_identical),
-                }
-            })
-            .collect();
-        let best = rows
+        let best = g
+            .rows
             .iter()
-            .map(|r| r.acc.0)
+            .map(|r| r.test_acc_mean)
             .filter(|a| a.is_finite())
             .fold(f64::NEG_INFINITY, f64::max);
 
@@ -266,42 +384,38 @@ pub fn render_against(records: &[RunRecord], method_order: &[&str], against: &[&
             "| method | test acc % (n) | trainable params | stored bytes | FLOPs/img | interconnections | train s/epoch | train s/run |"
         );
         let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|");
-        for r in &rows {
-            let acc = format!("{:.2} ± {:.2}", r.acc.0, r.acc.1);
-            let acc = if r.acc.0 == best {
-                format!("**{acc}**")
-            } else {
-                acc
-            };
+        for r in &g.rows {
+            let acc = mean_pm(r.test_acc_mean, r.test_acc_std.unwrap_or(0.0), r.n_seeds, 2);
+            let acc = if r.test_acc_mean == best { format!("**{acc}**") } else { acc };
             let _ = writeln!(
                 out,
                 "| {}{} | {acc} ({}) | {} | {} | {} | {} | {} | {:.1} |",
                 r.label,
-                if r.reload_ok { "" } else { " ⚠" },
-                r.n,
-                human_count(r.params),
-                human_bytes(r.bytes),
-                human_count(r.flops),
-                human_count(r.links),
-                if r.epoch_secs.is_finite() { format!("{:.2}", r.epoch_secs) } else { "–".into() },
-                r.secs
+                if r.reload_identical { "" } else { " ⚠" },
+                r.n_seeds,
+                human_count(r.trainable_params),
+                human_bytes(r.stored_bytes),
+                human_count(r.flops_per_image),
+                human_count(r.interconnections),
+                r.train_seconds_per_epoch.map_or("–".into(), |s| format!("{s:.2}")),
+                r.train_seconds_per_run
             );
         }
-        write_curves(&mut out, &cells, &labels);
-        write_metrics(&mut out, &cells, &labels);
-        if rows.iter().any(|r| !r.reload_ok) {
+        write_curves(&mut out, g);
+        write_metrics(&mut out, g);
+        if g.rows.iter().any(|r| !r.reload_identical) {
             let _ = writeln!(
                 out,
                 "\n⚠ the saved delta, reloaded, did not give identical test logits in some runs."
             );
         }
+        for f in figures.get(&(source.to_string(), task.to_string())).into_iter().flatten() {
+            let _ = writeln!(out, "\n{}", f.markdown());
+        }
         let _ = writeln!(out, "\nTask provenance: {}\n", first.task_provenance);
     }
     out
 }
-
-/// The run cells of one (source, task) table: (registry rank, method), config hash → runs.
-type Cells<'a> = BTreeMap<((usize, String), String), Vec<&'a RunRecord>>;
 
 /// The steps shown in a convergence table: 0, the "round" steps (1, 2, 3, 5 × 10^k) that every
 /// curve of the table recorded, and each curve's last step; all common steps when there are
@@ -335,9 +449,9 @@ fn curve_columns(curves: &[&[graft_core::train::CurvePoint]]) -> Vec<usize> {
 
 /// A convergence table (validation accuracy % at chosen optimiser steps, mean ± std over seeds)
 /// when the runs recorded curves (the suite's `eval_every_steps`).
-fn write_curves(out: &mut String, cells: &Cells, labels: &BTreeMap<(String, String), String>) {
+fn write_curves(out: &mut String, g: &Group) {
     let curves: Vec<&[graft_core::train::CurvePoint]> =
-        cells.values().flatten().filter(|r| !r.curve.is_empty()).map(|r| r.curve.as_slice()).collect();
+        g.runs.iter().flatten().filter(|r| !r.curve.is_empty()).map(|r| r.curve.as_slice()).collect();
     if curves.is_empty() {
         return;
     }
@@ -348,7 +462,7 @@ Convergence: validation accuracy % after N optimiser steps (mean ± std over see
     let head: Vec<String> = steps.iter().map(|s| format!("step {s}")).collect();
     let _ = writeln!(out, "| method | {} |", head.join(" | "));
     let _ = writeln!(out, "|---|{}", "---:|".repeat(steps.len()));
-    for (((_, method), hash), rs) in cells {
+    for (row, rs) in g.rows.iter().zip(&g.runs) {
         if rs.iter().all(|r| r.curve.is_empty()) {
             continue;
         }
@@ -364,18 +478,18 @@ Convergence: validation accuracy % after N optimiser steps (mean ± std over see
                     "–".to_string()
                 } else {
                     let (m, sd) = mean_std(&accs);
-                    format!("{m:.1} ± {sd:.1}")
+                    mean_cell(m, sd, accs.len(), 1)
                 }
             })
             .collect();
-        let _ = writeln!(out, "| {} | {} |", labels[&(method.clone(), hash.clone())], values.join(" | "));
+        let _ = writeln!(out, "| {} | {} |", row.label, values.join(" | "));
     }
 }
 
 /// A table of the method-specific figures (`TaskModel::metrics`, e.g. TLI's score), mean over
 /// seeds, when any run recorded one.
-fn write_metrics(out: &mut String, cells: &Cells, labels: &BTreeMap<(String, String), String>) {
-    let keys: BTreeSet<&str> = cells.values().flatten().flat_map(|r| r.metrics.keys().map(String::as_str)).collect();
+fn write_metrics(out: &mut String, g: &Group) {
+    let keys: BTreeSet<&str> = g.runs.iter().flatten().flat_map(|r| r.metrics.keys().map(String::as_str)).collect();
     if keys.is_empty() {
         return;
     }
@@ -384,7 +498,7 @@ Method figures (mean over seeds).
 ");
     let _ = writeln!(out, "| method | {} |", keys.iter().copied().collect::<Vec<_>>().join(" | "));
     let _ = writeln!(out, "|---|{}", "---:|".repeat(keys.len()));
-    for (((_, method), hash), rs) in cells {
+    for (row, rs) in g.rows.iter().zip(&g.runs) {
         let values: Vec<String> = keys
             .iter()
             .map(|k| {
@@ -399,7 +513,7 @@ Method figures (mean over seeds).
         if values.iter().all(|v| v == "–") {
             continue;
         }
-        let _ = writeln!(out, "| {} | {} |", labels[&(method.clone(), hash.clone())], values.join(" | "));
+        let _ = writeln!(out, "| {} | {} |", row.label, values.join(" | "));
     }
 }
 
@@ -515,7 +629,7 @@ pub(crate) mod tests {
         let lp = table.find("| linear-probe").unwrap();
         let sc = table.find("| scratch").unwrap();
         assert!(ft < lp && lp < sc, "{md}");
-        assert!(md.contains("**95.00 ± 0.00** (1)"), "{md}");
+        assert!(md.contains("| fine-tune | **95.00** (1) |"), "a single run has no ± 0.00: {md}");
         assert!(md.contains("85.00 ± 7.07 (2)"), "{md}");
         assert!(md.contains("## s → t"), "{md}");
         // 4 epochs in 1.0 s: 0.25 s per epoch; 2.0 s per run; one interconnection.
@@ -537,7 +651,7 @@ pub(crate) mod tests {
     fn duplicate_keys_count_once() {
         let records = vec![rec("scratch", 0, 0.5), rec("scratch", 0, 0.7)];
         let md = render(&records, &[]);
-        assert!(md.contains("**70.00 ± 0.00** (1)"), "{md}");
+        assert!(md.contains("**70.00** (1)"), "{md}");
     }
 
     fn point(step: usize, acc: f32) -> graft_core::train::CurvePoint {
@@ -558,7 +672,7 @@ pub(crate) mod tests {
         assert!(md.contains("| method | step 0 | step 10 | step 20 |"), "{md}");
         // tli: (40 + 60) / 2 = 50, sample std √((10² + 10²) / 1) = 14.1.
         assert!(md.contains("| tli | 15.0 ± 7.1 | 50.0 ± 14.1 | 70.0 ± 14.1 |"), "{md}");
-        assert!(md.contains("| scratch | 10.0 ± 0.0 | 20.0 ± 0.0 | 30.0 ± 0.0 |"), "{md}");
+        assert!(md.contains("| scratch | 10.0 (1) | 20.0 (1) | 30.0 (1) |"), "{md}");
         assert!(md.contains("| method | tli_score |\n|---|---:|\n| tli | 0.5000 |"), "{md}");
         assert!(!md.contains("| scratch | –"), "a row without figures is left out: {md}");
     }

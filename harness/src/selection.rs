@@ -4,7 +4,7 @@
 //! for the chosen setting alone.
 
 use crate::candidates::SelectBy;
-use crate::report::mean_std;
+use crate::report::{mean_pm, mean_std};
 use crate::results::RunRecord;
 use std::collections::BTreeMap;
 
@@ -224,7 +224,7 @@ pub fn render(outcomes: &[Outcome]) -> String {
             .map(|c| c.val.0)
             .fold(f64::NEG_INFINITY, f64::max);
         for c in &o.candidates {
-            let val = if c.val.0.is_finite() { format!("{:.2} ± {:.2}", c.val.0, c.val.1) } else { "–".into() };
+            let val = if c.val.0.is_finite() { mean_pm(c.val.0, c.val.1, c.runs, 2) } else { "–".into() };
             let mark = match chosen_val {
                 Some(v) if Some(&c.config_hash) == o.chosen.as_ref() && runner_up.is_finite() => {
                     format!("**chosen** (+{:.2} over the next)", v - runner_up)
@@ -328,7 +328,7 @@ mod tests {
         // The incomplete candidate's higher score is no runner-up: the chosen one has none.
         let md = render(&outcomes);
         assert!(md.contains("| k=4 | 2 | 60.00 ± 0.00 | 0 of 1 | **chosen** |"), "{md}");
-        assert!(md.contains("| k=8 | 1 | 90.00 ± 0.00 | 1 of 1 | not eligible (incomplete) |"), "{md}");
+        assert!(md.contains("| k=8 | 1 | 90.00 | 1 of 1 | not eligible (incomplete) |"), "{md}");
         let mut blind = runs[..2].to_vec();
         for r in &mut blind {
             r.val_accuracy = None;

@@ -3,7 +3,7 @@
 //! report shows final accuracy per task, forgetting, bytes per task and training time.
 
 use crate::results::RunRecord;
-use crate::report::{human_bytes, variant_labels};
+use crate::report::{human_bytes, mean_cell, variant_labels};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -97,10 +97,10 @@ fn mean(xs: &[f64]) -> f64 {
     xs.iter().sum::<f64>() / xs.len().max(1) as f64
 }
 
-fn mean_std(xs: &[f64]) -> String {
-    let m = mean(xs);
-    let sd = if xs.len() > 1 { (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (xs.len() - 1) as f64).sqrt() } else { 0.0 };
-    format!("{m:.2} ± {sd:.2}")
+/// Mean ± sample std over seeds as a table cell (`m (1)` for a single seed).
+fn spread_cell(xs: &[f64]) -> String {
+    let (m, sd) = crate::report::mean_std(xs);
+    mean_cell(m, sd, xs.len(), 2)
 }
 
 /// One (method, config) row of a sequence table, over seeds.
@@ -221,16 +221,16 @@ pub fn render(seqs: &[SequenceRecord], runs: &[RunRecord], method_order: &[&str]
         );
         let _ = writeln!(out, "|---|{}---:|---:|---:|---|---:|---:|---:|---:|---:|---:|", "---:|".repeat(tasks.len()));
         for (label, r) in &table {
-            let per_task: Vec<String> = r.final_acc.iter().map(|a| mean_std(a)).collect();
+            let per_task: Vec<String> = r.final_acc.iter().map(|a| spread_cell(a)).collect();
             let means: Vec<f64> = (0..r.forgetting.len()).map(|s| mean(&r.final_acc.iter().map(|a| a[s]).collect::<Vec<_>>())).collect();
             let seeds = r.forgetting.len() as f64;
             let _ = writeln!(
                 out,
                 "| {label} | {} | {} | {:.2} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {} |",
                 per_task.join(" | "),
-                mean_std(&means),
+                spread_cell(&means),
                 r.forgetting.iter().cloned().fold(0.0, f64::max),
-                mean_std(&r.backward_transfer),
+                spread_cell(&r.backward_transfer),
                 if r.identical { "yes" } else { "no" },
                 human_bytes(mean(&r.bytes)),
                 ft_bytes.map_or("–".into(), |f| format!("{:.4}", mean(&r.bytes) / f)),
@@ -349,7 +349,7 @@ mod tests {
         let text = render(&seqs, &[], &["m"]);
         // BWT = ((60 − 80) + (85 − 90)) / 2 = −12.5; forgetting = the largest drop, 20.
         let row = text.lines().find(|l| l.starts_with("| m | 60.00")).expect(&text);
-        assert!(row.contains("| 20.00 | -12.50 ± 0.00 | no |"), "{row}");
+        assert!(row.contains("| 20.00 | -12.50 (1) | no |"), "one seed: no ± 0.00: {row}");
         for want in ["| m | a | 80.00 |  |  |", "|  | b | 70.00 | 90.00 |  |", "|  | c | 60.00 | 85.00 | 95.00 |"] {
             assert!(text.contains(want), "missing '{want}' in\n{text}");
         }

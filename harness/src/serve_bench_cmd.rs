@@ -10,6 +10,7 @@ use graft_core::bench::{peak_rss_bytes, BenchConfig};
 use graft_core::serve::SharedServing;
 use graft_core::{registry, Backbone, FitContext, Provenance, Source, Task, TaskModel};
 use graft_datasets::{DatasetName, TaskSpec};
+use graft_harness::serving::{ServeBench, ServeRow};
 use serde_json::json;
 use std::path::Path;
 use std::time::Instant;
@@ -64,7 +65,8 @@ fn mib(bytes: usize) -> f64 {
     bytes as f64 / (1 << 20) as f64
 }
 
-/// Runs the comparison for every N in `--tasks` and prints one line per N.
+/// Runs the comparison for every N in `--tasks` and prints one line per N; with `--json FILE`
+/// writes the figures there too ([`ServeBench`]).
 pub fn run(args: &ServeBenchArgs) -> Result<()> {
     if args.batch == 0 || args.seconds <= 0.0 || args.tasks.is_empty() || args.tasks.contains(&0) {
         bail!("--batch and every --tasks value must be at least 1, and --seconds positive");
@@ -93,6 +95,7 @@ pub fn run(args: &ServeBenchArgs) -> Result<()> {
         args.method,
         args.baseline
     );
+    let mut rows = Vec::new();
     for &n in &args.tasks {
         let group = &shared[..n];
         let server = SharedServing::new(&source, group)?;
@@ -112,6 +115,27 @@ pub fn run(args: &ServeBenchArgs) -> Result<()> {
             shared_img_s / separate_img_s,
             separate_bytes as f64 / shared_bytes as f64
         );
+        rows.push(ServeRow {
+            tasks: n,
+            shared_images_per_sec: shared_img_s,
+            shared_mib: mib(shared_bytes),
+            separate_images_per_sec: separate_img_s,
+            separate_mib: mib(separate_bytes),
+        });
+    }
+    if let Some(path) = &args.json {
+        let bench = ServeBench {
+            source: source.backbone.spec().id(),
+            source_mib: mib(source_bytes),
+            batch: args.batch,
+            threads: rayon::current_num_threads(),
+            method: args.method.clone(),
+            baseline: args.baseline.clone(),
+            rows,
+        };
+        let text = serde_json::to_string_pretty(&bench)?;
+        graft_core::checkpoint::write_atomic(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("figures written to {}", path.display());
     }
     if let Some(rss) = peak_rss_bytes() {
         println!("peak RSS {:.0} MiB", rss as f64 / (1 << 20) as f64);

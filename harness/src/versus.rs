@@ -3,7 +3,7 @@
 //! This is the form in which a paper's claim ("as accurate as fine-tuning at a fraction of the
 //! cost") is checked across a grid.
 
-use crate::report::{mean_std, method_rank, shown_label, variant_labels};
+use crate::report::{mean_cell, mean_std, method_rank, shown_label, variant_labels};
 use crate::results::RunRecord;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -19,13 +19,14 @@ type RunsByConfig<'a> = BTreeMap<(Pair<'a>, &'a str, &'a str), Vec<&'a RunRecord
 /// One (source, task) pair's runs of one config, summarised.
 struct Cell {
     acc: (f64, f64),
+    n: usize,
     secs: f64,
 }
 
 fn summarise(runs: &[&RunRecord]) -> Cell {
     let accs: Vec<f64> = runs.iter().map(|r| r.test_accuracy as f64 * 100.0).collect();
     let secs = runs.iter().map(|r| r.train_seconds as f64).sum::<f64>() / runs.len() as f64;
-    Cell { acc: mean_std(&accs), secs }
+    Cell { acc: mean_std(&accs), n: runs.len(), secs }
 }
 
 /// Markdown for every config in `shown` (the records after selection) of a method not in
@@ -71,8 +72,8 @@ pub fn render(shown: &[&RunRecord], method_order: &[&str], against: &[&str]) -> 
     let _ = writeln!(out, "## Each method against {}\n", baselines.join(" and "));
     let _ = writeln!(
         out,
-        "Test accuracy in %, mean ± sample std over seeds, on every source → target pair the method ran on; \
-         training seconds per run. \"Above\" compares the means.\n"
+        "Test accuracy in %, mean ± sample std over seeds (a single run: its accuracy and (1)), on every \
+         source → target pair the method ran on; training seconds per run. \"Above\" compares the means.\n"
     );
     for ((_, method), hash) in configs {
         let own: Vec<((&str, &str), &Vec<&RunRecord>)> =
@@ -101,7 +102,7 @@ pub fn render(shown: &[&RunRecord], method_order: &[&str], against: &[&str]) -> 
             for (i, b) in baselines.iter().enumerate() {
                 match base.get(&(*b, (*source, *task))) {
                     Some(Some(c)) => {
-                        let _ = write!(accs, " {:.2} ± {:.2} |", c.acc.0, c.acc.1);
+                        let _ = write!(accs, " {} |", mean_cell(c.acc.0, c.acc.1, c.n, 2));
                         let _ = write!(secs, " {:.1} |", c.secs);
                         let t = &mut tally[i];
                         t.0 += 1;
@@ -121,8 +122,9 @@ pub fn render(shown: &[&RunRecord], method_order: &[&str], against: &[&str]) -> 
             }
             let _ = writeln!(
                 out,
-                "| {source} → {task} | {:.2} ± {:.2} |{accs} {:.1} |{secs}",
-                mine.acc.0, mine.acc.1, mine.secs
+                "| {source} → {task} | {} |{accs} {:.1} |{secs}",
+                mean_cell(mine.acc.0, mine.acc.1, mine.n, 2),
+                mine.secs
             );
         }
         let verdicts: Vec<String> = baselines
@@ -177,7 +179,8 @@ mod tests {
         assert!(md.contains("| source → target | snow | feature-extractor | fine-tune | snow s/run | feature-extractor s/run | fine-tune s/run |"), "{md}");
         // sample std of 80, 90 is 7.07; the mean seconds of 4 and 6 is 5.
         assert!(md.contains("| s → a | 85.00 ± 7.07 | 70.00 ± 0.00 | 90.00 ± 0.00 | 5.0 | 3.0 | 10.0 |"), "{md}");
-        assert!(md.contains("| s → b | 60.00 ± 0.00 | 65.00 ± 0.00 | – | 5.0 | 2.0 | – |"), "{md}");
+        // A single run: no "± 0.00", marked (1).
+        assert!(md.contains("| s → b | 60.00 (1) | 65.00 (1) | – | 5.0 | 2.0 | – |"), "{md}");
         // FE: above on a (85 > 70), below on b (60 < 65): means over both 72.5 vs 67.5.
         assert!(
             md.contains(

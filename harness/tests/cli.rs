@@ -120,6 +120,23 @@ fn rerun_skips_recorded_runs_and_report_reads_them() {
     );
     assert!(stdout.contains("(2) |"), "{stdout}");
     assert!(dir.path().join("out/r.md").exists());
+    // One method: no trade-off to plot, so no plots folder.
+    assert!(!dir.path().join("out/r-plots").exists());
+
+    // The same row as CSV and JSON, beside the results by default.
+    let out = graft(dir.path(), &["report", "out/r.jsonl", "--format", "csv"]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let csv = std::fs::read_to_string(dir.path().join("out/r.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 2, "{csv}");
+    assert!(lines[0].starts_with("source,task,method,label,config_hash,n_seeds,test_acc_mean,test_acc_std,"), "{csv}");
+    assert!(lines[1].starts_with("d04,digits-5to9,linear-probe,linear-probe,"), "{csv}");
+    let out = graft(dir.path(), &["report", "out/r.jsonl", "--format", "json"]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let rows: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("out/r.json")).unwrap()).unwrap();
+    assert_eq!(rows[0]["n_seeds"], 2);
+    let mean: f64 = records.iter().map(|r| r["test_accuracy"].as_f64().unwrap() * 100.0).sum::<f64>() / 2.0;
+    assert!((rows[0]["test_acc_mean"].as_f64().unwrap() - mean).abs() < 1e-4, "{rows} vs {mean}");
 }
 
 #[test]
@@ -381,7 +398,8 @@ fn a_continual_sequence_reevaluates_earlier_tasks_without_forgetting_and_resumes
     assert!(stdout.contains("## Continual sequence `three` on `d04`"), "{stdout}");
     assert!(stdout.contains("digits-5to9 → digits-rot90 → digits-inv"), "{stdout}");
     let row = stdout.lines().find(|l| l.starts_with("| linear-probe |") && l.contains("yes")).expect("linear-probe row");
-    assert!(row.contains("| 0.00 | yes |"), "{row}");
+    // Forgetting 0, backward transfer 0 over the one seed, identical logits.
+    assert!(row.contains("| 0.00 | 0.00 (1) | yes |"), "{row}");
     // `graft report` with no arguments reads results/*.jsonl: the sequences file beside the
     // results is read as sequences, not warned about line by line as broken results.
     std::fs::rename(dir.path().join("out"), dir.path().join("results")).unwrap();
