@@ -34,7 +34,7 @@ pub use backbone::{Backbone, BackboneSpec, Hooks, NoHooks};
 pub use checkpoint::{Provenance, Source};
 pub use data::{ImageSet, Task};
 pub use error::{GraftError, Result};
-pub use method::{Delta, FitContext, Footprint, TaskInfo, TaskModel, TransferMethod};
+pub use method::{ContinualMethod, Delta, FitContext, Footprint, TaskInfo, TaskModel, TransferMethod};
 pub use params::{ParamMap, Trainables};
 pub use registry::{MethodConfig, MethodEntry};
 pub use train::{TrainConfig, Trainable};

@@ -349,4 +349,24 @@ pub trait TransferMethod: Send + Sync {
     fn shares_source(&self) -> bool {
         false
     }
+
+    /// For a method that carries one network from task to task in a continual sequence
+    /// (sequential fine-tuning), its sequence operations; `None` (the default): every task's
+    /// model is fitted on the frozen source alone and never changes afterwards.
+    fn continual(&self) -> Option<&dyn ContinualMethod> {
+        None
+    }
+}
+
+/// How a continual method learns a sequence of tasks with one shared network, so that learning
+/// a new task can change (and forget) the earlier ones. The first task of a sequence is fitted
+/// with [`TransferMethod::fit`].
+pub trait ContinualMethod {
+    /// Fits `task` starting from the shared network of `previous` (the delta of the model of
+    /// the task learned just before) instead of the source, with a new head.
+    fn fit_after(&self, source: &Source, previous: &Delta, task: &Task, ctx: &mut FitContext) -> Result<Box<dyn TaskModel>>;
+
+    /// An earlier task's model as it stands after a later step: the earlier task's own head
+    /// (from `earlier`, the delta saved when it was learned) on the shared network of `latest`.
+    fn as_of(&self, source: &Source, earlier: &Delta, latest: &Delta) -> Result<Box<dyn TaskModel>>;
 }

@@ -356,6 +356,11 @@ pub struct PretrainArgs {
 pub struct RunArgs {
     /// The suite file (TOML).
     pub suite: PathBuf,
+    /// Override a setting (repeatable): `METHOD.key=VALUE` sets a method's config key (e.g.
+    /// `fine-tune.train.lr=0.01`, `snow.k_fraction=0.25`), any other `key=VALUE` a suite key
+    /// (e.g. `seeds=[0]`). VALUE is TOML; a changed config is a new run key.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
     /// Results file (JSONL); overrides the suite's `results` (default results/<name>.jsonl).
     #[arg(long)]
     pub results: Option<PathBuf>,

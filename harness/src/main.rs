@@ -124,7 +124,7 @@ fn run_cmd(args: &RunArgs, data_dir: &Path) -> Result<()> {
         .map(str::parse::<runner::Shard>)
         .transpose()
         .map_err(|e| anyhow::anyhow!(e))?;
-    let suite = suite::Suite::load(&args.suite)?;
+    let suite = suite::Suite::load_with(&args.suite, &args.set)?;
     let opts = runner::RunOptions {
         results: suite.results_path(args.results.as_deref()),
         sources: args.sources.clone(),

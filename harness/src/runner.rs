@@ -143,7 +143,7 @@ pub fn grid(suite: &Suite) -> Result<Vec<GridEntry>> {
             }
             let settings_json = serde_json::json!({ "source": json_of(source), "task": json_of(&task.spec) });
             let settings_fingerprint = sha256_hex(canonical_json(&settings_json).as_bytes())[..12].to_string();
-            for method in &suite.methods {
+            for method in suite.methods.iter().filter(|m| task.uses_method(m)) {
                 for setting in &settings[method.as_str()] {
                     for &seed in &suite.seeds {
                         out.push(GridEntry {
@@ -450,7 +450,8 @@ impl Runner<'_> {
     fn run_sequences(&mut self, grid: &[GridEntry], finished: &[RunRecord], summary: &mut RunSummary) -> Result<()> {
         let path = sequences_path(&self.opts.results);
         let (existing, _) = results::read_lines_reporting::<SequenceRecord>(&path)?;
-        let done: BTreeSet<String> = existing.into_iter().map(|r| r.key).collect();
+        let done: BTreeSet<String> = existing.iter().map(|r| r.key.clone()).collect();
+        let done_records: HashMap<String, SequenceRecord> = existing.into_iter().map(|r| (r.key.clone(), r)).collect();
         let run_by_key: HashMap<&str, &RunRecord> = finished.iter().map(|r| (r.key.as_str(), r)).collect();
         let mut writer = ResultsWriter::open(&path)?;
         let suite = self.suite;
@@ -464,7 +465,7 @@ impl Runner<'_> {
                 if !order.iter().all(|&ti| suite.tasks[ti].uses_source(&source_entry.name)) {
                     continue;
                 }
-                for method in &suite.methods {
+                for method in suite.methods.iter().filter(|m| order.iter().all(|&ti| suite.tasks[ti].uses_method(m))) {
                     for &seed in &suite.seeds {
                         let entries: Vec<&GridEntry> = order
                             .iter()
@@ -474,13 +475,32 @@ impl Runner<'_> {
                                     .expect("every task of a sequence is in the grid")
                             })
                             .collect();
+                        let continual = graft_core::registry::build(method, Some(&entries[0].config))?;
+                        let continual = continual.continual();
+                        // A continual method's deltas step by step (step 0's is its grid run's).
+                        let mut carried: Vec<Delta> = Vec::new();
                         for step in 0..order.len() {
                             let key = step_key(&source_entry.name, &q.name, step, method, seed, &entries[0].config_hash);
                             if done.contains(&key) {
                                 summary.skipped += 1;
+                                if continual.is_some() {
+                                    match self.recorded_step_delta(&done_records, &key, step, entries[0], &run_by_key) {
+                                        Ok(d) => carried.push(d),
+                                        Err(e) => {
+                                            let msg = format!("{e:#}");
+                                            eprintln!("FAILED {key}: {msg}");
+                                            summary.failed.push((key, msg));
+                                            break;
+                                        }
+                                    }
+                                }
                                 continue;
                             }
-                            match self.sequence_step(&key, &q.name, step, &entries[..=step], &run_by_key) {
+                            let outcome = match continual {
+                                None => self.sequence_step(&key, &q.name, step, &entries[..=step], &run_by_key),
+                                Some(c) => self.continual_step(c, &key, &q.name, step, &entries[..=step], &run_by_key, &mut carried),
+                            };
+                            match outcome {
                                 Ok(record) => {
                                     writer.append(&record)?;
                                     summary.done += 1;
@@ -492,6 +512,10 @@ impl Runner<'_> {
                                     let msg = format!("{e:#}");
                                     eprintln!("FAILED {key}: {msg}");
                                     summary.failed.push((key, msg));
+                                    // A continual method's later steps need this one.
+                                    if continual.is_some() {
+                                        break;
+                                    }
                                 }
                             }
                         }
@@ -525,15 +549,7 @@ impl Runner<'_> {
             let (task, test_x) = self.tasks[&(e.task, input)].as_ref().map_err(|m| anyhow!(m.clone()))?;
             let model = graft_core::registry::load_task_model(source, &run.delta_file(&self.opts.results), &self.device)
                 .with_context(|| format!("reloading the delta of '{}'", run.key))?;
-            let logits = logits_of(model.as_ref(), test_x)?;
-            let preds = graft_core::backbone::argmax(&logits)?;
-            let correct = preds.iter().zip(&task.test.labels).filter(|(p, y)| p == y).count();
-            let bytes: Vec<u8> = logits.flatten_all()?.to_vec1::<f32>()?.iter().flat_map(|v| v.to_le_bytes()).collect();
-            accuracies.push(TaskAccuracy {
-                task: task.name.clone(),
-                test_accuracy: correct as f32 / task.test.len().max(1) as f32,
-                logits_sha256: sha256_hex(&bytes),
-            });
+            accuracies.push(evaluate(model.as_ref(), task, test_x)?);
         }
         let source = self.sources[&last.source].as_ref().map_err(|m| anyhow!(m.clone()))?;
         Ok(SequenceRecord {
@@ -548,6 +564,105 @@ impl Runner<'_> {
             step,
             task: self.suite.tasks[last.task].spec.name.clone(),
             accuracies,
+            delta_path: None,
+            train_seconds: None,
+            git_commit: self.git_commit.clone(),
+            timestamp: now_secs(),
+        })
+    }
+
+    /// The delta a continual method left at a recorded `step`: step 0's grid run's, or the one
+    /// the step record names.
+    fn recorded_step_delta(
+        &self,
+        records: &HashMap<String, SequenceRecord>,
+        key: &str,
+        step: usize,
+        first: &GridEntry,
+        runs: &HashMap<&str, &RunRecord>,
+    ) -> Result<Delta> {
+        let path = if step == 0 {
+            let run = runs.get(first.key.as_str()).ok_or_else(|| anyhow!("task '{}' has no finished run '{}'", self.suite.tasks[first.task].spec.name, first.key))?;
+            run.delta_file(&self.opts.results)
+        } else {
+            let rel = records[key].delta_path.clone().ok_or_else(|| {
+                anyhow!("the recorded step {key} names no delta, so the steps after it cannot go on from it; remove its line from the sequences file to fit it again")
+            })?;
+            self.results_dir.join(rel)
+        };
+        Delta::load(&path, &self.device).with_context(|| format!("reloading the delta of sequence step {key} from {}", path.display()))
+    }
+
+    /// One step of a continual method (sequential fine-tuning): the step's task fitted from the
+    /// network the previous step left (step 0: its grid run), its delta saved, then every task
+    /// so far evaluated with its own head on the network as it is now.
+    #[allow(clippy::too_many_arguments)]
+    fn continual_step(
+        &mut self,
+        method: &dyn graft_core::ContinualMethod,
+        key: &str,
+        sequence: &str,
+        step: usize,
+        entries: &[&GridEntry],
+        runs: &HashMap<&str, &RunRecord>,
+        carried: &mut Vec<Delta>,
+    ) -> Result<SequenceRecord> {
+        let last = entries[entries.len() - 1];
+        let input = self.suite.sources[last.source].input_shape();
+        self.source(last.source).map_err(|e| anyhow!(e))?;
+        for e in entries {
+            self.task(e.task, input).map_err(|m| anyhow!(m))?;
+        }
+        if carried.len() != step {
+            bail!("sequence step {key}: the steps before it are not all available");
+        }
+        let source = self.sources[&last.source].as_ref().map_err(|m| anyhow!(m.clone()))?;
+        let (delta, delta_path, train_seconds) = if step == 0 {
+            let run = runs.get(last.key.as_str()).ok_or_else(|| {
+                anyhow!("task '{}' has no finished run '{}' (it failed or has not run yet)", self.suite.tasks[last.task].spec.name, last.key)
+            })?;
+            let path = run.delta_file(&self.opts.results);
+            let delta = Delta::load(&path, &self.device).with_context(|| format!("reloading the delta of '{}'", run.key))?;
+            (delta, None, run.train_seconds)
+        } else {
+            let (task, _) = self.tasks[&(last.task, input)].as_ref().map_err(|m| anyhow!(m.clone()))?;
+            let start = Instant::now();
+            let mut ctx = FitContext::new(self.device.clone(), last.seed);
+            ctx.progress = self.opts.progress;
+            let model = method.fit_after(source, &carried[step - 1], task, &mut ctx)?;
+            let train_seconds = start.elapsed().as_secs_f32();
+            let mut delta = model.delta()?;
+            delta.task = Some(TaskInfo {
+                name: task.name.clone(),
+                class_names: task.class_names.clone(),
+                fit: self.suite.tasks[last.task].spec.fit.to_string(),
+            });
+            let rel = PathBuf::from("deltas").join(format!("{key}.safetensors"));
+            let path = self.results_dir.join(&rel);
+            delta.save(&path).with_context(|| format!("saving the delta to {}", path.display()))?;
+            (delta, Some(rel), train_seconds)
+        };
+        carried.push(delta);
+        let mut accuracies = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            let (task, test_x) = self.tasks[&(e.task, input)].as_ref().map_err(|m| anyhow!(m.clone()))?;
+            let model = method.as_of(source, &carried[i], &carried[step]).with_context(|| format!("task '{}' as of step {step}", task.name))?;
+            accuracies.push(evaluate(model.as_ref(), task, test_x)?);
+        }
+        Ok(SequenceRecord {
+            key: key.to_string(),
+            suite: self.suite.name.clone(),
+            sequence: sequence.to_string(),
+            source: self.suite.sources[last.source].name.clone(),
+            source_hash: source.hash.clone(),
+            method: last.method.clone(),
+            seed: last.seed,
+            config_hash: last.config_hash.clone(),
+            step,
+            task: self.suite.tasks[last.task].spec.name.clone(),
+            accuracies,
+            delta_path,
+            train_seconds: Some(train_seconds),
             git_commit: self.git_commit.clone(),
             timestamp: now_secs(),
         })
@@ -905,7 +1020,7 @@ impl Runner<'_> {
             reload_error,
             delta_path: delta_rel,
             settings_fingerprint: Some(entry.settings_fingerprint.clone()),
-            axis: None,
+            axis: self.suite.tasks[entry.task].axis.clone(),
             graft_version: GRAFT_VERSION.to_string(),
             git_commit: self.git_commit.clone(),
             timestamp: now_secs(),
@@ -914,6 +1029,15 @@ impl Runner<'_> {
 }
 
 /// Logits of `model` for all of `x`, in batches.
+/// `model`'s test accuracy on `task` and the SHA-256 of its test logits.
+fn evaluate(model: &dyn TaskModel, task: &Task, test_x: &Tensor) -> Result<TaskAccuracy> {
+    let logits = logits_of(model, test_x)?;
+    let preds = graft_core::backbone::argmax(&logits)?;
+    let correct = preds.iter().zip(&task.test.labels).filter(|(p, y)| p == y).count();
+    let bytes: Vec<u8> = logits.flatten_all()?.to_vec1::<f32>()?.iter().flat_map(|v| v.to_le_bytes()).collect();
+    Ok(TaskAccuracy { task: task.name.clone(), test_accuracy: correct as f32 / task.test.len().max(1) as f32, logits_sha256: sha256_hex(&bytes) })
+}
+
 fn logits_of(model: &dyn TaskModel, x: &Tensor) -> Result<Tensor> {
     let n = x.dim(0)?;
     let mut parts = Vec::new();
@@ -1097,6 +1221,30 @@ fn source_mismatch(entry: &SourceEntry, task: &TaskSpec, source: &Source) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_grid_runs_a_method_only_on_the_tasks_that_take_it() {
+        let text = r#"
+name = "t"
+methods = ["linear-probe", "fine-tune"]
+[[sources]]
+name = "s"
+arch = "resnet-cifar-8-w4"
+input = [1, 8, 8]
+task = { name = "d04", dataset = "digits", classes = [0, 1, 2, 3, 4] }
+[[tasks]]
+name = "a"
+dataset = "digits"
+skip_methods = ["fine-tune"]
+[[tasks]]
+name = "b"
+dataset = "digits"
+methods = ["fine-tune"]
+"#;
+        let suite = Suite::parse(text, "x.toml").unwrap();
+        let cells: Vec<(usize, String)> = grid(&suite).unwrap().into_iter().map(|e| (e.task, e.method)).collect();
+        assert_eq!(cells, [(0, "linear-probe".to_string()), (1, "fine-tune".to_string())]);
+    }
 
     #[test]
     fn shard_parsing() {

@@ -27,6 +27,7 @@
 //! Every table rejects unknown keys; errors name the file, the table and the key.
 
 use crate::candidates::{overlay, Candidates, SelectBy};
+use crate::results::{CurveKind, CurvePosition};
 use anyhow::{Context, Result};
 use graft_core::backbone::{Arch, BackboneSpec, InputSpec};
 use graft_core::TrainConfig;
@@ -197,9 +198,22 @@ pub struct TaskEntry {
     pub spec: TaskSpec,
     /// Names of the sources to run it on (`None`: every source).
     pub sources: Option<Vec<String>>,
+    /// The only methods to run on it (`None`: every method of the suite).
+    pub methods: Option<Vec<String>>,
+    /// Methods of the suite not to run on it (e.g. Pool of Experts, whose queries must be
+    /// classes of its oracle, on a task of new classes).
+    pub skip_methods: Vec<String>,
+    /// For a task derived by a metric curve (`sample_fractions`, `label_noise`): the declared
+    /// task, the curve and its x value; `None` for a task as declared.
+    pub axis: Option<CurvePosition>,
 }
 
 impl TaskEntry {
+    /// Whether `method` runs on this task.
+    pub fn uses_method(&self, method: &str) -> bool {
+        self.methods.as_ref().is_none_or(|m| m.iter().any(|n| n == method)) && !self.skip_methods.iter().any(|n| n == method)
+    }
+
     /// Whether this task runs on source `name`.
     pub fn uses_source(&self, name: &str) -> bool {
         self.sources
@@ -233,9 +247,15 @@ struct RawSuite {
     results: Option<PathBuf>,
     #[serde(default = "default_seeds")]
     seeds: Vec<u64>,
-    methods: Vec<String>,
+    methods: MethodList,
     #[serde(default)]
     sources: Vec<SourceEntry>,
+    #[serde(default)]
+    sample_fractions: Vec<f64>,
+    #[serde(default)]
+    label_noise: Vec<f64>,
+    #[serde(default)]
+    curve_tasks: Option<Vec<String>>,
     #[serde(default)]
     tasks: Vec<toml::Table>,
     #[serde(default)]
@@ -248,6 +268,139 @@ struct RawSuite {
     candidates: BTreeMap<String, toml::Value>,
     #[serde(default)]
     select_by: SelectBy,
+}
+
+/// `methods`: a list of registered names, or `"all"` for every registered method.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum MethodList {
+    All(String),
+    Names(Vec<String>),
+}
+
+impl MethodList {
+    /// The names, `"all"` read from the registry (sorted by name, so a newly linked method joins
+    /// with no edit).
+    fn resolve(self) -> std::result::Result<Vec<String>, String> {
+        match self {
+            MethodList::Names(names) => Ok(names),
+            MethodList::All(word) if word == "all" => {
+                Ok(graft_core::registry::methods().iter().map(|e| e.name.to_string()).collect())
+            }
+            MethodList::All(word) => Err(format!("`methods` is \"{word}\": give a list of method names or \"all\"")),
+        }
+    }
+}
+
+/// The tasks a metric curve adds after each declared task in `curve_tasks` (default every
+/// task): one per fraction below 1 of `sample_fractions` (the task keeping that fraction of each
+/// class's training images) and one per rate above 0 of `label_noise` (symmetric noise at that
+/// rate on the training labels). A fraction of 1 and a rate of 0 are the declared task itself.
+fn expand_curves(
+    tasks: Vec<TaskEntry>,
+    fractions: &[f64],
+    noise_rates: &[f64],
+    curve_tasks: Option<&[String]>,
+) -> std::result::Result<Vec<TaskEntry>, String> {
+    for (key, values, ok, range) in [
+        ("sample_fractions", fractions, (|v: f64| v > 0.0 && v <= 1.0) as fn(f64) -> bool, "(0, 1]"),
+        ("label_noise", noise_rates, |v: f64| (0.0..1.0).contains(&v), "[0, 1)"),
+    ] {
+        for (i, &v) in values.iter().enumerate() {
+            if !ok(v) {
+                return Err(format!("`{key}`: {v} is outside {range}"));
+            }
+            if values[..i].contains(&v) {
+                return Err(format!("`{key}`: {v} is listed twice"));
+            }
+        }
+    }
+    if let Some(names) = curve_tasks {
+        if fractions.is_empty() && noise_rates.is_empty() {
+            return Err("`curve_tasks` is given without `sample_fractions` or `label_noise`".into());
+        }
+        for n in names {
+            if !tasks.iter().any(|t| &t.spec.name == n) {
+                let declared: Vec<_> = tasks.iter().map(|t| t.spec.name.as_str()).collect();
+                return Err(format!("`curve_tasks` names unknown task '{n}'; tasks: {}", declared.join(", ")));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for task in tasks {
+        let on_curve = curve_tasks.is_none_or(|names| names.contains(&task.spec.name));
+        let base = task.clone();
+        out.push(task);
+        if !on_curve {
+            continue;
+        }
+        for &f in fractions.iter().filter(|&&f| f < 1.0) {
+            if base.spec.fraction.is_some() {
+                return Err(format!("task '{}' sets `fraction` itself, so `sample_fractions` cannot vary it; name the other tasks in `curve_tasks`", base.spec.name));
+            }
+            let mut spec = base.spec.clone();
+            spec.name = format!("{}-frac{f}", base.spec.name);
+            spec.fraction = Some(f as f32);
+            out.push(derived(&base, spec, CurveKind::SampleFraction, f));
+        }
+        for &rate in noise_rates.iter().filter(|&&r| r > 0.0) {
+            if base.spec.label_noise.is_some() {
+                return Err(format!("task '{}' sets `label_noise` itself, so the suite's `label_noise` cannot vary it; name the other tasks in `curve_tasks`", base.spec.name));
+            }
+            let mut spec = base.spec.clone();
+            spec.name = format!("{}-noise{rate}", base.spec.name);
+            spec.label_noise = Some(graft_datasets::LabelNoise { rate: rate as f32, kind: graft_datasets::NoiseKind::Symmetric });
+            out.push(derived(&base, spec, CurveKind::LabelNoise, rate));
+        }
+    }
+    Ok(out)
+}
+
+/// A task on `base`'s curve `kind` at `value`.
+fn derived(base: &TaskEntry, spec: TaskSpec, kind: CurveKind, value: f64) -> TaskEntry {
+    TaskEntry { spec, sources: base.sources.clone(), methods: base.methods.clone(), skip_methods: base.skip_methods.clone(), axis: Some(CurvePosition { base_task: base.spec.name.clone(), kind, value }) }
+}
+
+/// Lays `--set KEY=VALUE` overrides over a suite document: `METHOD.key.path=VALUE` sets
+/// `[method_configs.METHOD] key.path` for a method the suite runs; any other `key.path=VALUE`
+/// sets that key of the suite itself (e.g. `seeds=[0]`). VALUE is read as TOML (a number, a
+/// boolean, a list, a quoted string), else taken as a bare string.
+pub fn apply_overrides(text: &str, sets: &[String]) -> std::result::Result<String, String> {
+    let mut doc: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+    let methods: Vec<String> = match doc.get("methods") {
+        Some(toml::Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+        Some(toml::Value::String(s)) if s == "all" => graft_core::registry::methods().iter().map(|e| e.name.to_string()).collect(),
+        _ => Vec::new(),
+    };
+    for set in sets {
+        let (path, value) = set.split_once('=').ok_or_else(|| format!("--set {set}: expected KEY=VALUE, e.g. fine-tune.train.lr=0.01"))?;
+        let keys: Vec<&str> = path.trim().split('.').collect();
+        if keys.iter().any(|k| k.is_empty()) {
+            return Err(format!("--set {set}: the key '{path}' has an empty part"));
+        }
+        let value = value.trim();
+        let value = match toml::from_str::<toml::Table>(&format!("v = {value}")) {
+            Ok(mut t) => t.remove("v").expect("the table has v"),
+            Err(_) => toml::Value::String(value.to_string()),
+        };
+        let (mut table, rest) = if methods.iter().any(|m| m == keys[0]) {
+            if keys.len() < 2 {
+                return Err(format!("--set {set}: name a key of {}, e.g. {}.train.lr=0.01", keys[0], keys[0]));
+            }
+            let configs = doc.entry("method_configs").or_insert_with(|| toml::Value::Table(Default::default()));
+            let configs = configs.as_table_mut().ok_or_else(|| format!("--set {set}: `method_configs` is not a table"))?;
+            let own = configs.entry(keys[0]).or_insert_with(|| toml::Value::Table(Default::default()));
+            (own.as_table_mut().ok_or_else(|| format!("--set {set}: `method_configs.{}` is not a table", keys[0]))?, &keys[1..])
+        } else {
+            (&mut doc, &keys[..])
+        };
+        for (i, k) in rest[..rest.len() - 1].iter().enumerate() {
+            let next = table.entry(*k).or_insert_with(|| toml::Value::Table(Default::default()));
+            table = next.as_table_mut().ok_or_else(|| format!("--set {set}: `{}` is not a table", rest[..=i].join(".")))?;
+        }
+        table.insert(rest[rest.len() - 1].to_string(), value);
+    }
+    toml::to_string(&doc).map_err(|e| e.to_string())
 }
 
 /// A name usable in run keys and file names: letters, digits, `.`, `_`, `-`.
@@ -271,9 +424,20 @@ fn check_name(kind: &str, name: &str) -> std::result::Result<(), String> {
 impl Suite {
     /// Reads and validates the suite file at `path`.
     pub fn load(path: &Path) -> Result<Self> {
+        Self::load_with(path, &[])
+    }
+
+    /// Reads the suite file at `path`, lays `--set` overrides over it ([`apply_overrides`]) and
+    /// validates the result.
+    pub fn load_with(path: &Path, sets: &[String]) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read suite {}", path.display()))?;
-        Self::parse(&text, &path.display().to_string())
+        let origin = path.display().to_string();
+        if sets.is_empty() {
+            return Self::parse(&text, &origin);
+        }
+        let text = apply_overrides(&text, sets).map_err(|e| anyhow::anyhow!("suite {origin}: {e}"))?;
+        Self::parse(&text, &format!("{origin} (with --set {})", sets.join(" ")))
     }
 
     /// Parses and validates suite `text`; `origin` (a file name) prefixes every error.
@@ -300,17 +464,27 @@ impl Suite {
                     ))
                 })?),
             };
+            let mut names = |key: &str| -> Result<Option<Vec<String>>> {
+                table
+                    .remove(key)
+                    .map(|v| v.try_into::<Vec<String>>().map_err(|e| err(format!("{label}: key `{key}` must be a list of method names: {e}"))))
+                    .transpose()
+            };
+            let methods = names("methods")?;
+            let skip_methods = names("skip_methods")?.unwrap_or_default();
             let spec: TaskSpec =
                 toml::Value::Table(table)
                     .try_into()
                     .map_err(|e: toml::de::Error| {
                         err(format!(
-                            "{label}: {} (a task also accepts `sources`)",
+                            "{label}: {} (a task also accepts `sources`, `methods` and `skip_methods`)",
                             e.message().trim_end()
                         ))
                     })?;
-            tasks.push(TaskEntry { spec, sources });
+            tasks.push(TaskEntry { spec, sources, methods, skip_methods, axis: None });
         }
+        let tasks = expand_curves(tasks, &raw.sample_fractions, &raw.label_noise, raw.curve_tasks.as_deref()).map_err(err)?;
+        let methods = raw.methods.resolve().map_err(err)?;
 
         let mut method_configs = BTreeMap::new();
         for (name, value) in raw.method_configs {
@@ -337,7 +511,7 @@ impl Suite {
             description: raw.description,
             results: raw.results,
             seeds: raw.seeds,
-            methods: raw.methods,
+            methods,
             sources: raw.sources,
             tasks,
             sequences: raw.sequences,
@@ -423,6 +597,16 @@ impl Suite {
                         ));
                     }
                 }
+            }
+        }
+        for (i, t) in self.tasks.iter().enumerate().filter(|(_, t)| t.axis.is_none()) {
+            for (key, list) in [("methods", t.methods.as_deref().unwrap_or(&[])), ("skip_methods", &t.skip_methods[..])] {
+                if let Some(m) = list.iter().find(|m| !self.methods.contains(m)) {
+                    return Err(format!("tasks[{i}] ('{}'): `{key}` names '{m}', which is not in `methods` ({})", t.spec.name, self.methods.join(", ")));
+                }
+            }
+            if !self.methods.iter().any(|m| t.uses_method(m)) {
+                return Err(format!("tasks[{i}] ('{}'): no method of the suite runs on it (`methods`/`skip_methods`)", t.spec.name));
             }
         }
         let mut sequence_names = BTreeSet::new();
@@ -632,4 +816,99 @@ sources = ["s"]
             PathBuf::from("c.jsonl")
         );
     }
+
+    /// BASE with `methods` and extra top-level lines (top-level keys must come before tables).
+    fn with_top(top: &str) -> String {
+        BASE.replace("methods = []", &format!("methods = [\"linear-probe\", \"fine-tune\"]\n{top}"))
+    }
+
+    #[test]
+    fn curves_add_one_task_per_fraction_below_one_and_rate_above_zero_after_their_task() {
+        let text = format!(
+            "{}[[tasks]]\nname = \"rot\"\ndataset = \"digits\"\ndomain = \"rotate90\"\n",
+            with_top("sample_fractions = [0.05, 0.25, 1.0]\nlabel_noise = [0.0, 0.2]\ncurve_tasks = [\"d59\"]")
+        );
+        let suite = Suite::parse(&text, "x.toml").unwrap();
+        let names: Vec<_> = suite.tasks.iter().map(|t| t.spec.name.as_str()).collect();
+        assert_eq!(names, ["d59", "d59-frac0.05", "d59-frac0.25", "d59-noise0.2", "rot"]);
+        assert_eq!(suite.tasks[1].spec.fraction, Some(0.05));
+        assert_eq!(suite.tasks[1].spec.classes, suite.tasks[0].spec.classes);
+        assert_eq!(suite.tasks[1].sources.as_deref(), Some(&["s".to_string()][..]));
+        assert_eq!(
+            suite.tasks[3].axis,
+            Some(CurvePosition { base_task: "d59".into(), kind: CurveKind::LabelNoise, value: 0.2 })
+        );
+        let noise = suite.tasks[3].spec.label_noise.as_ref().unwrap();
+        assert_eq!((noise.rate, noise.kind), (0.2, graft_datasets::NoiseKind::Symmetric));
+        assert_eq!(suite.tasks[3].spec.fraction, None);
+        assert_eq!(suite.tasks[0].axis, None);
+        assert_eq!(suite.tasks[4].axis, None);
+        // Without `curve_tasks` every declared task gets its curves.
+        let suite = Suite::parse(&format!("{}[[tasks]]\nname = \"rot\"\ndataset = \"digits\"\n", with_top("label_noise = [0.4]")), "x.toml").unwrap();
+        let names: Vec<_> = suite.tasks.iter().map(|t| t.spec.name.as_str()).collect();
+        assert_eq!(names, ["d59", "d59-noise0.4", "rot", "rot-noise0.4"]);
+    }
+
+    #[test]
+    fn bad_curves_are_refused_by_key() {
+        for (top, want) in [
+            ("sample_fractions = [0.0]", "`sample_fractions`: 0 is outside (0, 1]"),
+            ("sample_fractions = [1.5]", "`sample_fractions`: 1.5 is outside (0, 1]"),
+            ("label_noise = [1.0]", "`label_noise`: 1 is outside [0, 1)"),
+            ("label_noise = [0.2, 0.2]", "`label_noise`: 0.2 is listed twice"),
+            ("sample_fractions = [0.1]\ncurve_tasks = [\"nope\"]", "`curve_tasks` names unknown task 'nope'; tasks: d59"),
+            ("curve_tasks = [\"d59\"]", "without `sample_fractions` or `label_noise`"),
+        ] {
+            let err = Suite::parse(&with_top(top), "x.toml").unwrap_err().to_string();
+            assert!(err.contains("x.toml") && err.contains(want), "{top}: {err}");
+        }
+        let own_fraction = format!("{}fraction = 0.5\n", with_top("sample_fractions = [0.1]"));
+        let err = Suite::parse(&own_fraction, "x.toml").unwrap_err().to_string();
+        assert!(err.contains("task 'd59' sets `fraction` itself"), "{err}");
+    }
+
+    #[test]
+    fn methods_all_lists_every_registered_method() {
+        let suite = Suite::parse(&BASE.replace("methods = []", "methods = \"all\""), "x.toml").unwrap();
+        let registered: Vec<_> = graft_core::registry::methods().iter().map(|e| e.name.to_string()).collect();
+        assert_eq!(suite.methods, registered);
+        for m in ["linear-probe", "fine-tune", "ksm", "snow", "piggyback", "tli", "poe"] {
+            assert!(suite.methods.iter().any(|n| n == m), "{m} missing from {:?}", suite.methods);
+        }
+        let err = Suite::parse(&BASE.replace("methods = []", "methods = \"every\""), "x.toml").unwrap_err().to_string();
+        assert!(err.contains("`methods` is \"every\""), "{err}");
+    }
+
+    #[test]
+    fn overrides_set_method_keys_and_suite_keys() {
+        let text = format!("{}[method_configs.fine-tune]\ntrain = {{ epochs = 3 }}\n", with_top(""));
+        let sets = ["fine-tune.train.lr=0.01".to_string(), "linear-probe.train.optimizer=adam".to_string(), "seeds=[4, 5]".to_string()];
+        let out = apply_overrides(&text, &sets).unwrap();
+        let suite = Suite::parse(&out, "x.toml").unwrap();
+        assert_eq!(suite.method_configs["fine-tune"], serde_json::json!({ "train": { "epochs": 3, "lr": 0.01 } }));
+        assert_eq!(suite.method_configs["linear-probe"], serde_json::json!({ "train": { "optimizer": "adam" } }));
+        assert_eq!(suite.seeds, [4, 5]);
+        // An unknown key is refused by the method's config, as in the file.
+        let out = apply_overrides(&text, &["fine-tune.train.lrr=0.01".to_string()]).unwrap();
+        let err = Suite::parse(&out, "x.toml").unwrap_err().to_string();
+        assert!(err.contains("lrr"), "{err}");
+        for (set, want) in [("fine-tune", "expected KEY=VALUE"), ("fine-tune=1", "name a key of fine-tune"), ("a..b=1", "empty part"), ("name.x=1", "`name` is not a table")] {
+            let err = apply_overrides(&text, &[set.to_string()]).unwrap_err();
+            assert!(err.contains(want), "{set}: {err}");
+        }
+    }
+
+
+    #[test]
+    fn a_task_can_name_or_skip_methods() {
+        let text = format!("{}skip_methods = [\"fine-tune\"]\n[[tasks]]\nname = \"rot\"\ndataset = \"digits\"\nmethods = [\"fine-tune\"]\n", with_top(""));
+        let suite = Suite::parse(&text, "x.toml").unwrap();
+        assert!(suite.tasks[0].uses_method("linear-probe") && !suite.tasks[0].uses_method("fine-tune"));
+        assert!(!suite.tasks[1].uses_method("linear-probe") && suite.tasks[1].uses_method("fine-tune"));
+        let err = Suite::parse(&format!("{}skip_methods = [\"snow\"]\n", with_top("")), "x.toml").unwrap_err().to_string();
+        assert!(err.contains("tasks[0] ('d59'): `skip_methods` names 'snow', which is not in `methods`"), "{err}");
+        let err = Suite::parse(&format!("{}skip_methods = [\"fine-tune\", \"linear-probe\"]\n", with_top("")), "x.toml").unwrap_err().to_string();
+        assert!(err.contains("no method of the suite runs on it"), "{err}");
+    }
+
 }

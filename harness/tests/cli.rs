@@ -393,6 +393,61 @@ fn a_continual_sequence_reevaluates_earlier_tasks_without_forgetting_and_resumes
 }
 
 #[test]
+fn sequential_fine_tuning_carries_its_network_forgets_and_resumes_from_its_step_deltas() {
+    let dir = tempfile::tempdir().unwrap();
+    let tasks = format!(
+        "{DIGITS_5TO9}{DIGITS_ROT}\n[[tasks]]\nname = \"digits-inv\"\ndataset = \"digits\"\ndomain = \"invert\"\n\
+         \n[[sequences]]\nname = \"three\"\ntasks = [\"digits-5to9\", \"digits-rot90\", \"digits-inv\"]\n"
+    );
+    let body = tiny_suite("[0]", &tasks).replace(r#"methods = ["linear-probe"]"#, r#"methods = ["sequential-fine-tune"]"#)
+        .replace("[method_configs.linear-probe]", "[method_configs.sequential-fine-tune]");
+    let suite = write_suite(dir.path(), &body);
+    let args = ["run", suite.to_str().unwrap(), "--results", "out/r.jsonl", "--no-progress"];
+    let out = graft(dir.path(), &args);
+    let (stdout, err) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{err}");
+    let (runs, _) = read_lines(&dir.path().join("out/r.jsonl"));
+    let seq_file = dir.path().join("out/r.sequences.jsonl");
+    let (steps, bad) = read_lines(&seq_file);
+    assert_eq!((runs.len(), steps.len(), bad), (3, 3, 0), "{stdout}");
+    let step = |j: usize| steps.iter().find(|s| s["step"] == j).unwrap().clone();
+    // Step 0 is the first task's grid run; steps 1 and 2 were fitted from the step before and
+    // saved their own deltas.
+    let run0 = runs.iter().find(|r| r["task"] == "digits-5to9").unwrap();
+    assert_eq!(step(0)["accuracies"][0]["test_accuracy"], run0["test_accuracy"]);
+    assert!(step(0).get("delta_path").is_none());
+    for j in [1, 2] {
+        let rel = step(j)["delta_path"].as_str().unwrap().to_string();
+        assert!(dir.path().join("out").join(&rel).is_file(), "{rel}");
+        assert!(step(j)["train_seconds"].as_f64().unwrap() > 0.0);
+    }
+    // The first task's model changed as the network moved on: its logits differ after step 2.
+    assert_ne!(step(0)["accuracies"][0]["logits_sha256"], step(2)["accuracies"][0]["logits_sha256"]);
+    assert_eq!(step(2)["accuracies"].as_array().unwrap().len(), 3);
+
+    // A run killed before the last step: it is fitted again from step 1's saved delta and gives
+    // the same figures, bit for bit.
+    let before = step(2);
+    let kept: Vec<String> = std::fs::read_to_string(&seq_file).unwrap().lines().filter(|l| !l.contains("\"step\":2")).map(String::from).collect();
+    std::fs::write(&seq_file, kept.join("\n") + "\n").unwrap();
+    let out = graft(dir.path(), &args);
+    let (stdout, err) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{err}");
+    let (steps, _) = read_lines(&seq_file);
+    assert_eq!(steps.len(), 3, "{stdout}");
+    let again = steps.iter().find(|s| s["step"] == 2).unwrap();
+    assert_eq!(again["accuracies"], before["accuracies"], "{stdout}");
+
+    let out = graft(dir.path(), &["report", "out/r.jsonl"]);
+    let (stdout, err) = text(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(stdout.contains("backward transfer") && stdout.contains("Accuracy matrix"), "{stdout}");
+    assert!(stdout.contains("| sequential-fine-tune | digits-5to9 |"), "{stdout}");
+    let row = stdout.lines().find(|l| l.starts_with("| sequential-fine-tune |") && l.contains(" no |")).expect("sequence row, logits not identical");
+    assert!(!row.contains("| 0.00 | no |"), "forgetting should be above zero: {row}");
+}
+
+#[test]
 fn tli_match_and_scores_print_tables_and_reject_bad_input_writing_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let out = graft(

@@ -71,6 +71,18 @@ fn fine_tune_conforms() {
     });
 }
 
+#[test]
+fn sequential_fine_tune_conforms() {
+    // On one task it is fine-tuning: the same counts.
+    check(&Case {
+        method: "sequential-fine-tune",
+        config: short(),
+        expected_trainable: |s, t| params_where(s, |k| !k.starts_with("fc.")) + head(pool_channels(s), t),
+        expected_stored_bytes: |s, t| bytes_where(s, |k| !k.starts_with("fc.")) + 4 * head(pool_channels(s), t),
+        expected_interconnections: 0,
+    });
+}
+
 /// `Backbone::fine_tuned_bytes`, the yardstick other methods divide their stored bytes by, is
 /// exactly what the `fine-tune` baseline stores.
 #[test]
@@ -97,7 +109,7 @@ fn scratch_conforms() {
 #[test]
 fn all_four_baselines_are_registered_once() {
     let names: Vec<_> = graft_core::registry::methods().iter().map(|e| e.name).collect();
-    for m in ["linear-probe", "feature-extractor", "fine-tune", "scratch"] {
+    for m in ["linear-probe", "feature-extractor", "fine-tune", "scratch", "sequential-fine-tune"] {
         assert!(names.contains(&m), "{m} not registered: {names:?}");
         assert!(graft_core::registry::find(m).is_ok());
     }
