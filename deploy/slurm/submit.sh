@@ -3,8 +3,8 @@
 #
 #   deploy/slurm/submit.sh SUITE N [sbatch options for both jobs, e.g. --partition=cpu --time=2:00:00]
 #
-# Prints the two job ids. GRAFT, GRAFT_RESULTS_DIR and GRAFT_DATA_DIR are passed on from the
-# environment (see graft-array.sbatch).
+# Prints the two job ids. GRAFT, GRAFT_RESULTS_DIR, GRAFT_RUN_ARGS and GRAFT_DATA_DIR are passed
+# on from the environment (see graft-array.sbatch).
 set -euo pipefail
 if [ $# -lt 2 ]; then
   echo "usage: $0 SUITE N [sbatch options]" >&2
