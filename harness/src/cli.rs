@@ -53,6 +53,8 @@ pub enum Command {
     /// Pool of Experts: distil a pool from an oracle, assemble query models without training.
     #[command(subcommand)]
     Poe(PoeCommand),
+    /// Merges results files (the shards of an array job) into one, each run once.
+    Merge(MergeArgs),
 }
 
 /// `graft tli ...`.
@@ -362,8 +364,9 @@ pub struct RunArgs {
     /// Results file (JSONL); overrides the suite's `results` (default results/<name>.jsonl).
     #[arg(long)]
     pub results: Option<PathBuf>,
-    /// Run only grid entries whose index % n == i (array jobs), written i/n. On a shared network
-    /// filesystem give each shard its own --results; `graft report` merges the files.
+    /// Run only grid entries whose index % n == i (array jobs), written i/n (i from 0). On a shared
+    /// network filesystem give each shard its own --results; `graft merge` joins the files into
+    /// one (`graft report` also reads several). docs/scaling.md has Slurm and Kubernetes recipes.
     #[arg(long, value_name = "i/n")]
     pub shard: Option<String>,
     /// Where pretrained sources are cached (default: `sources/` beside the results file). Give
@@ -585,4 +588,18 @@ pub struct PoeQueryArgs {
     /// Seed of the baselines.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+/// `graft merge`.
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// The merged results file (JSONL) to write, in the folder of every input (records name their
+    /// deltas relative to it); its own records, when it exists, are kept. Its sequences file
+    /// (`<out>.sequences.jsonl`) gets the inputs' sequence steps.
+    #[arg(value_name = "OUT")]
+    pub out: PathBuf,
+    /// The results files to merge, e.g. `results/x/shard-*.jsonl`. A run in two files must hold
+    /// the same record in both (kept once); different records under one key stop the merge.
+    #[arg(required = true, value_name = "IN")]
+    pub inputs: Vec<PathBuf>,
 }

@@ -9,6 +9,7 @@ mod data_cmd;
 mod import_cmd;
 mod list;
 mod lock;
+mod merge_cmd;
 mod open_task;
 mod poe_cmd;
 mod predict_cmd;
@@ -95,6 +96,7 @@ fn run(cli: Cli) -> Result<()> {
             print!("{}", poe_cmd::run(&cmd, &data_dir()?)?);
             Ok(())
         }
+        Some(Command::Merge(args)) => merge_cmd::run(&args),
     }
 }
 
