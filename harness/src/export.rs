@@ -4,7 +4,7 @@
 use crate::report::Row;
 
 /// The CSV columns, in order: the fields of [`Row`] by their serialised names.
-pub const COLUMNS: [&str; 19] = [
+pub const COLUMNS: [&str; 20] = [
     "source",
     "task",
     "method",
@@ -16,6 +16,7 @@ pub const COLUMNS: [&str; 19] = [
     "trainable_params",
     "stored_bytes",
     "flops_per_image",
+    "train_flops_per_image",
     "interconnections",
     "train_seconds_per_epoch",
     "train_seconds_per_run",
@@ -80,6 +81,10 @@ mod tests {
         ft.footprint.stored_bytes = 309_600;
         ft.footprint.interconnections = 0;
         ft.train_seconds = 7.5;
+        // Training FLOPs measured 1M in two epochs, 3M in the other two: 2M per image.
+        for (i, e) in ft.epochs.iter_mut().enumerate() {
+            e.train_flops_per_image = Some(if i < 2 { 1e6 } else { 3e6 });
+        }
         let mut quarter = rec("fine-tune", 0, 0.5);
         quarter.key = "s/t-frac0.25/fine-tune/s0/h".into();
         quarter.task = "t-frac0.25".into();
@@ -98,16 +103,17 @@ mod tests {
         assert_eq!(lines[0], COLUMNS.join(","));
         assert_eq!(lines.len(), 4, "{text}");
         // Registry order within the table: fine-tune before linear-probe.
-        assert_eq!(lines[1], "s,t,fine-tune,fine-tune,h,1,93.75,,77400.0,309600.0,2000000.0,0.0,0.25,7.5,100,,,,true");
+        assert_eq!(lines[1], "s,t,fine-tune,fine-tune,h,1,93.75,,77400.0,309600.0,2000000.0,2000000.0,0.0,0.25,7.5,100,,,,true");
         let lp: Vec<&str> = lines[2].split(',').collect();
         assert_eq!(lp[..6], ["s", "t", "linear-probe", "linear-probe", "h", "2"]);
         // Mean of 75 and 87.5; sample std √((6.25² + 6.25²) / 1) = 8.8388.
         assert_eq!(lp[6].parse::<f64>().unwrap(), 81.25);
         assert!((lp[7].parse::<f64>().unwrap() - 8.838_834_764_831_844).abs() < 1e-9, "{}", lp[7]);
         // 4 epochs in 1 s; 2 s per run; 100 training images.
-        assert_eq!(lp[12..15], ["0.25", "2.0", "100"]);
+        // The fixture's epochs measured 3M training FLOPs per image each.
+        assert_eq!(lp[11..16], ["3000000.0", "1.0", "0.25", "2.0", "100"]);
         // The curve's point: no epochs recorded (empty), its axis filled in.
-        assert_eq!(lines[3], "s,t-frac0.25,fine-tune,fine-tune,h,1,50.0,,1000.0,4000.0,2000000.0,1.0,,2.0,25,sample_fraction,0.25,t,true");
+        assert_eq!(lines[3], "s,t-frac0.25,fine-tune,fine-tune,h,1,50.0,,1000.0,4000.0,2000000.0,,1.0,,2.0,25,sample_fraction,0.25,t,true");
     }
 
     #[test]
@@ -139,6 +145,8 @@ mod tests {
         assert_eq!(rows[2]["axis_value"], 0.25);
         assert_eq!(rows[2]["axis_base_task"], "t");
         assert_eq!(rows[2]["train_seconds_per_epoch"], serde_json::Value::Null);
+        assert_eq!(rows[0]["train_flops_per_image"], 2e6);
+        assert_eq!(rows[2]["train_flops_per_image"], serde_json::Value::Null);
         let mut keys: Vec<&String> = rows[0].as_object().unwrap().keys().collect();
         keys.sort();
         let mut columns = COLUMNS.to_vec();

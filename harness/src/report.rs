@@ -109,6 +109,9 @@ pub struct Row {
     pub flops_per_image: f64,
     /// Interconnections (mean over the runs).
     pub interconnections: f64,
+    /// FLOPs per training image of an optimiser step, measured by the trainer (mean over the
+    /// runs that recorded it; none when none did).
+    pub train_flops_per_image: Option<f64>,
     /// Training seconds per epoch (mean over the runs); none when no run recorded epochs.
     pub train_seconds_per_epoch: Option<f64>,
     /// Training seconds per run (mean).
@@ -306,6 +309,10 @@ fn row(rs: &[&RunRecord], labels: &BTreeMap<(String, String), String>) -> Row {
         stored_bytes: avg(&|r| r.footprint.stored_bytes as f64),
         flops_per_image: avg(&|r| r.footprint.flops_per_image as f64),
         interconnections: avg(&|r| r.footprint.interconnections as f64),
+        train_flops_per_image: {
+            let v: Vec<f64> = rs.iter().filter_map(|r| r.train_flops_per_image()).collect();
+            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+        },
         train_seconds_per_epoch: epoch_secs.is_finite().then_some(epoch_secs),
         train_seconds_per_run: avg(&|r| r.train_seconds as f64),
         train_size: newest.train_size,
@@ -381,21 +388,22 @@ pub fn render_aggregate(
 
         let _ = writeln!(
             out,
-            "| method | test acc % (n) | trainable params | stored bytes | FLOPs/img | interconnections | train s/epoch | train s/run |"
+            "| method | test acc % (n) | trainable params | stored bytes | FLOPs/img | train FLOPs/img | interconnections | train s/epoch | train s/run |"
         );
-        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
         for r in &g.rows {
             let acc = mean_pm(r.test_acc_mean, r.test_acc_std.unwrap_or(0.0), r.n_seeds, 2);
             let acc = if r.test_acc_mean == best { format!("**{acc}**") } else { acc };
             let _ = writeln!(
                 out,
-                "| {}{} | {acc} ({}) | {} | {} | {} | {} | {} | {:.1} |",
+                "| {}{} | {acc} ({}) | {} | {} | {} | {} | {} | {} | {:.1} |",
                 r.label,
                 if r.reload_identical { "" } else { " ⚠" },
                 r.n_seeds,
                 human_count(r.trainable_params),
                 human_bytes(r.stored_bytes),
                 human_count(r.flops_per_image),
+                r.train_flops_per_image.map_or("–".into(), human_count),
                 human_count(r.interconnections),
                 r.train_seconds_per_epoch.map_or("–".into(), |s| format!("{s:.2}")),
                 r.train_seconds_per_run
@@ -578,7 +586,7 @@ pub(crate) mod tests {
                     lr_factor: 1.0,
                     images_per_sec: 100.0,
                     elapsed_sec: 0.25 * (epoch + 1) as f32,
-                    train_flops_per_image: None,
+                    train_flops_per_image: Some(3_000_000.0),
                 })
                 .collect(),
             curve: vec![],
@@ -633,7 +641,8 @@ pub(crate) mod tests {
         assert!(md.contains("85.00 ± 7.07 (2)"), "{md}");
         assert!(md.contains("## s → t"), "{md}");
         // 4 epochs in 1.0 s: 0.25 s per epoch; 2.0 s per run; one interconnection.
-        assert!(md.contains("| 2.00M | 1 | 0.25 | 2.0 |"), "{md}");
+        // Training FLOPs: every epoch of the fixture measured 3M per image.
+        assert!(md.contains("| 2.00M | 3.00M | 1 | 0.25 | 2.0 |"), "{md}");
     }
 
     #[test]
