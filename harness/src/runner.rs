@@ -551,24 +551,40 @@ impl Runner<'_> {
                 .with_context(|| format!("reloading the delta of '{}'", run.key))?;
             accuracies.push(evaluate(model.as_ref(), task, test_x)?);
         }
-        let source = self.sources[&last.source].as_ref().map_err(|m| anyhow!(m.clone()))?;
-        Ok(SequenceRecord {
+        let source_hash = self.sources[&last.source].as_ref().map_err(|m| anyhow!(m.clone()))?.hash.clone();
+        Ok(self.step_record(key, sequence, step, last, source_hash, accuracies, None, None))
+    }
+
+    /// The record of one sequence step whose last task is `last`'s.
+    #[allow(clippy::too_many_arguments)]
+    fn step_record(
+        &self,
+        key: &str,
+        sequence: &str,
+        step: usize,
+        last: &GridEntry,
+        source_hash: String,
+        accuracies: Vec<TaskAccuracy>,
+        delta_path: Option<PathBuf>,
+        train_seconds: Option<f32>,
+    ) -> SequenceRecord {
+        SequenceRecord {
             key: key.to_string(),
             suite: self.suite.name.clone(),
             sequence: sequence.to_string(),
             source: self.suite.sources[last.source].name.clone(),
-            source_hash: source.hash.clone(),
+            source_hash,
             method: last.method.clone(),
             seed: last.seed,
             config_hash: last.config_hash.clone(),
             step,
             task: self.suite.tasks[last.task].spec.name.clone(),
             accuracies,
-            delta_path: None,
-            train_seconds: None,
+            delta_path,
+            train_seconds,
             git_commit: self.git_commit.clone(),
             timestamp: now_secs(),
-        })
+        }
     }
 
     /// The delta a continual method left at a recorded `step`: step 0's grid run's, or the one
@@ -649,23 +665,7 @@ impl Runner<'_> {
             let model = method.as_of(source, &carried[i], &carried[step]).with_context(|| format!("task '{}' as of step {step}", task.name))?;
             accuracies.push(evaluate(model.as_ref(), task, test_x)?);
         }
-        Ok(SequenceRecord {
-            key: key.to_string(),
-            suite: self.suite.name.clone(),
-            sequence: sequence.to_string(),
-            source: self.suite.sources[last.source].name.clone(),
-            source_hash: source.hash.clone(),
-            method: last.method.clone(),
-            seed: last.seed,
-            config_hash: last.config_hash.clone(),
-            step,
-            task: self.suite.tasks[last.task].spec.name.clone(),
-            accuracies,
-            delta_path,
-            train_seconds: Some(train_seconds),
-            git_commit: self.git_commit.clone(),
-            timestamp: now_secs(),
-        })
+        Ok(self.step_record(key, sequence, step, last, source.hash.clone(), accuracies, delta_path, Some(train_seconds)))
     }
 
     fn source_paths(&self, entry: &SourceEntry) -> (PathBuf, PathBuf) {
