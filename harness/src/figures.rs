@@ -299,33 +299,30 @@ pub fn write(
 
 /// The markdown section of the metric curves (empty without any).
 pub fn curves_markdown(figures: &[Figure]) -> String {
-    let mut out = String::new();
-    if figures.is_empty() {
-        return out;
-    }
-    let _ = writeln!(
-        out,
+    section_markdown(
         "## Metric curves\n\nTest accuracy % against the training images kept (`sample_fractions`) and against the rate \
          of training-label noise (`label_noise`), one line per method, mean over seeds with ± the sample std as error \
-         bars; the declared task's own runs are the whole-set and noise-0 points.\n"
-    );
-    for f in figures {
-        let _ = writeln!(out, "{}\n", f.markdown());
-    }
-    out
+         bars; the declared task's own runs are the whole-set and noise-0 points.\n",
+        figures,
+    )
 }
 
 /// The markdown section of the sequences' accuracy matrices (empty without any).
 pub fn sequences_markdown(figures: &[Figure]) -> String {
+    section_markdown(
+        "## Accuracy matrices of the continual sequences\n\nTest accuracy % of each task (columns) after learning the \
+         task of each row, mean over seeds.\n",
+        figures,
+    )
+}
+
+/// `heading` (a title and its paragraph) and every figure embedded under it; empty without figures.
+fn section_markdown(heading: &str, figures: &[Figure]) -> String {
     let mut out = String::new();
     if figures.is_empty() {
         return out;
     }
-    let _ = writeln!(
-        out,
-        "## Accuracy matrices of the continual sequences\n\nTest accuracy % of each task (columns) after learning the \
-         task of each row, mean over seeds.\n"
-    );
+    let _ = writeln!(out, "{heading}");
     for f in figures {
         let _ = writeln!(out, "{}\n", f.markdown());
     }

@@ -541,9 +541,7 @@ impl Runner<'_> {
         self.source(last.source).map_err(|e| anyhow!(e))?;
         let mut accuracies = Vec::new();
         for e in entries {
-            let run = runs.get(e.key.as_str()).ok_or_else(|| {
-                anyhow!("task '{}' has no finished run '{}' (it failed or has not run yet)", self.suite.tasks[e.task].spec.name, e.key)
-            })?;
+            let run = self.finished_run(e, runs)?;
             self.task(e.task, input).map_err(|m| anyhow!(m))?;
             let source = self.sources[&e.source].as_ref().map_err(|m| anyhow!(m.clone()))?;
             let (task, test_x) = self.tasks[&(e.task, input)].as_ref().map_err(|m| anyhow!(m.clone()))?;
@@ -587,6 +585,13 @@ impl Runner<'_> {
         }
     }
 
+    /// The finished grid run of `entry`, or an error naming its task and key.
+    fn finished_run<'r>(&self, entry: &GridEntry, runs: &HashMap<&str, &'r RunRecord>) -> Result<&'r RunRecord> {
+        runs.get(entry.key.as_str()).copied().ok_or_else(|| {
+            anyhow!("task '{}' has no finished run '{}' (it failed or has not run yet)", self.suite.tasks[entry.task].spec.name, entry.key)
+        })
+    }
+
     /// The delta a continual method left at a recorded `step`: step 0's grid run's, or the one
     /// the step record names.
     fn recorded_step_delta(
@@ -598,8 +603,7 @@ impl Runner<'_> {
         runs: &HashMap<&str, &RunRecord>,
     ) -> Result<Delta> {
         let path = if step == 0 {
-            let run = runs.get(first.key.as_str()).ok_or_else(|| anyhow!("task '{}' has no finished run '{}'", self.suite.tasks[first.task].spec.name, first.key))?;
-            run.delta_file(&self.opts.results)
+            self.finished_run(first, runs)?.delta_file(&self.opts.results)
         } else {
             let rel = records[key].delta_path.clone().ok_or_else(|| {
                 anyhow!("the recorded step {key} names no delta, so the steps after it cannot go on from it; remove its line from the sequences file to fit it again")
@@ -634,9 +638,7 @@ impl Runner<'_> {
         }
         let source = self.sources[&last.source].as_ref().map_err(|m| anyhow!(m.clone()))?;
         let (delta, delta_path, train_seconds) = if step == 0 {
-            let run = runs.get(last.key.as_str()).ok_or_else(|| {
-                anyhow!("task '{}' has no finished run '{}' (it failed or has not run yet)", self.suite.tasks[last.task].spec.name, last.key)
-            })?;
+            let run = self.finished_run(last, runs)?;
             let path = run.delta_file(&self.opts.results);
             let delta = Delta::load(&path, &self.device).with_context(|| format!("reloading the delta of '{}'", run.key))?;
             (delta, None, run.train_seconds)
